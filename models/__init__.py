@@ -1,0 +1,1 @@
+"""avsearch: models."""
