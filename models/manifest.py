@@ -48,7 +48,9 @@ class Item:
             raise CorpusError(f"{where}: every item needs a non-empty string 'id'")
         has_pair = bool(row.get("image")) and bool(row.get("audio"))
         if not row.get("video") and not has_pair:
-            raise CorpusError(f"{where}: item {row['id']!r} needs 'video' or both 'image' and 'audio'")
+            raise CorpusError(
+                f"{where}: item {row['id']!r} needs 'video' or both 'image' and 'audio'"
+            )
         labels = row.get("labels", [])
         if isinstance(labels, str):
             labels = [labels]

@@ -1,0 +1,98 @@
+"""The model bundle's ``model.json`` (DESIGN.md, "Model bundle"): its schema and content hash.
+
+Torch-free: the runtime validates a bundle with it, the exporter writes one with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.errors import BundleError
+
+FORMAT = "avsearch-model/1"
+MODEL_JSON = "model.json"
+IMAGE_ONNX = "image.onnx"
+AUDIO_ONNX = "audio.onnx"
+
+
+class ImageGraphInfo(BaseModel):
+    file: str = IMAGE_ONNX
+    input: str = "image"
+    size: int  # square frame, pixels; uint8 (batch, size, size, 3) RGB
+    grid: int  # locations per side of the localisation grid
+    outputs: list[str] = ["embedding", "grid"]
+
+
+class AudioGraphInfo(BaseModel):
+    file: str = AUDIO_ONNX
+    input: str = "audio"
+    sample_rate: int
+    samples: int  # float32 (batch, samples) mono in [-1, 1]
+    outputs: list[str] = ["embedding"]
+
+
+class LocalizationInfo(BaseModel):
+    scale: float
+    bias: float
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    format: str = FORMAT
+    preset: dict[str, Any]
+    embed_dim: int
+    image: ImageGraphInfo
+    audio: AudioGraphInfo
+    localization: LocalizationInfo
+    ave_head: dict[str, list[float]] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    parity: dict[str, float] = Field(default_factory=dict)
+    content_hash: str = ""
+    created: str = ""
+
+
+def content_hash(model_dir: Path, info: ModelInfo) -> str:
+    """sha256 over the two graphs and everything that changes what they mean."""
+    digest = hashlib.sha256()
+    for name in (info.image.file, info.audio.file):
+        digest.update(hashlib.sha256((model_dir / name).read_bytes()).digest())
+    meaning = {"preset": info.preset, "localization": info.localization.model_dump()}
+    digest.update(json.dumps(meaning, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def read_model_info(model_dir: str | Path, verify_hash: bool = True) -> ModelInfo:
+    """Load and validate ``model.json``; refuse a bundle whose files do not match its hash."""
+    folder = Path(model_dir)
+    path = folder / MODEL_JSON
+    if not path.is_file():
+        raise BundleError(f"no {MODEL_JSON} in {folder}: not a model bundle (avsearch export)")
+    try:
+        info = ModelInfo.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BundleError(f"{path}: invalid model.json at {where!r}: {first['msg']}") from None
+    if info.format != FORMAT:
+        raise BundleError(f"{path}: format {info.format!r}, this avsearch reads {FORMAT!r}")
+    for name in (info.image.file, info.audio.file):
+        if not (folder / name).is_file():
+            raise BundleError(f"model bundle {folder} is missing {name}")
+    if verify_hash and info.content_hash != content_hash(folder, info):
+        raise BundleError(f"model bundle {folder}: files do not match model.json's content_hash")
+    return info
+
+
+def write_model_info(model_dir: Path, info: ModelInfo) -> ModelInfo:
+    info = info.model_copy(update={"content_hash": content_hash(model_dir, info)})
+    tmp = model_dir / (MODEL_JSON + ".tmp")
+    tmp.write_text(info.model_dump_json(indent=2))
+    tmp.replace(model_dir / MODEL_JSON)
+    return info

@@ -1,0 +1,1 @@
+"""Corpus builders: the AV-digits corpus (MNIST images paired with FSDD recordings)."""

@@ -1,0 +1,1 @@
+"""Retrieval and localisation evaluation (DESIGN.md, "Evaluation protocol"); torch-free."""

@@ -1,0 +1,87 @@
+"""The evaluation of a model bundle on a corpus's held-out split, through ONNX Runtime."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from models.errors import CorpusError
+from models.evaluation.cca import CCA, raw_audio_features, raw_image_features
+from models.evaluation.dataset import load_retrieval_set, load_scene_set, split_items
+from models.evaluation.scores import chance_table, localization_scores, retrieval_table
+from models.item_media import InputSpec
+from models.manifest import read_manifest
+from models.runtime import ModelRuntime
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_bundle(
+    model_dir: str | Path,
+    corpus_dir: str | Path,
+    split: str = "test",
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """The table of DESIGN.md: nDCG@30 rows (random, cca, model) and the localisation scores."""
+    runtime = ModelRuntime(model_dir, device=device)
+    spec = InputSpec(runtime.image_size, runtime.sample_rate, runtime.window_s)
+    items = read_manifest(corpus_dir)
+    held_out = split_items(items, split)
+    if not held_out:
+        splits = sorted({str(item.split) for item in items})
+        raise CorpusError(f"no items in split {split!r} of {corpus_dir} (splits: {splits})")
+    data = load_retrieval_set(corpus_dir, held_out, spec, progress)
+    result: dict = {"split": split, "provider": runtime.provider, "notes": []}
+    result["counts"] = {"images": len(data.images), "sounds": len(data.waves)}
+    if len(data.images) and len(data.waves):
+        image_emb = runtime.embed_images(data.images).embeddings
+        audio_emb = runtime.embed_audio(data.waves)
+        ndcg = {"random": chance_table(data.image_labels, data.audio_labels)}
+        train = split_items(items, "train")
+        if train and split != "train":
+            ndcg["cca"] = cca_row(corpus_dir, train, spec, data, progress)
+        else:
+            result["notes"].append("no train split: the CCA row needs one and is left out")
+        ndcg["model"] = retrieval_table(image_emb, audio_emb, data.image_labels, data.audio_labels)
+        result["ndcg30"] = ndcg
+    scenes = load_scene_set(corpus_dir, held_out, spec, progress)
+    if len(scenes.images):
+        grids = runtime.embed_images(scenes.images).grids
+        heats = runtime.heat_maps(grids, runtime.embed_audio(scenes.waves))
+        result["localization"] = localization_scores(list(heats), scenes.boxes)
+    else:
+        result["notes"].append("no scenes in this split: no localisation scores")
+    return result
+
+
+def cca_row(corpus_dir, train_items, spec: InputSpec, test, progress: bool) -> dict[str, float]:
+    """CCA on raw features, fitted on the train split's pairs (their labels unused)."""
+    train = load_retrieval_set(corpus_dir, train_items, spec, progress)
+    # Fit on aligned pairs: each train item's frame and sound (distinct media may differ in count).
+    count = min(len(train.images), len(train.waves))
+    cca = CCA().fit(
+        raw_image_features(train.images[:count]), raw_audio_features(train.waves[:count])
+    )
+    image_emb = cca.transform_x(raw_image_features(test.images))
+    audio_emb = cca.transform_y(raw_audio_features(test.waves))
+    return retrieval_table(image_emb, audio_emb, test.image_labels, test.audio_labels)
+
+
+def format_table(result: dict) -> str:
+    lines = []
+    if "ndcg30" in result:
+        header = f"{'nDCG@30':<10}" + "".join(
+            f"{d:>9}" for d in ("im-im", "im-aud", "aud-im", "aud-aud")
+        )
+        lines += [header, "-" * len(header)]
+        for row, values in result["ndcg30"].items():
+            lines.append(f"{row:<10}" + "".join(f"{values[d]:>9.3f}" for d in values))
+    if "localization" in result:
+        loc = result["localization"]
+        lines.append(
+            f"localisation on {loc['scenes']} scenes: pointing {loc['pointing_accuracy']:.3f} "
+            f"(chance {loc['chance']:.3f}), cIoU@0.5 {loc['ciou50']:.3f}, AUC {loc['auc']:.3f}"
+        )
+    lines += [f"note: {note}" for note in result.get("notes", [])]
+    return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""The evaluation table from embeddings and heat maps (shared by training and ``avsearch eval``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from models.evaluation.metrics import (
+    ciou,
+    ciou_summary,
+    label_relevance,
+    ndcg_at_k,
+    pointing_hit,
+    random_ndcg,
+)
+
+DIRECTIONS = ("im-im", "im-aud", "aud-im", "aud-aud")
+
+
+def _pairs(image_labels, audio_labels):
+    return {
+        "im-im": (image_labels, image_labels, True),
+        "im-aud": (image_labels, audio_labels, False),
+        "aud-im": (audio_labels, image_labels, False),
+        "aud-aud": (audio_labels, audio_labels, True),
+    }
+
+
+def retrieval_table(
+    image_emb: np.ndarray,
+    audio_emb: np.ndarray,
+    image_labels: Sequence[frozenset[str]],
+    audio_labels: Sequence[frozenset[str]],
+    k: int = 30,
+) -> dict[str, float]:
+    """nDCG@k in the four directions; similarity is the inner product of normalised embeddings."""
+    embeddings = {"im": image_emb, "aud": audio_emb}
+    table = {}
+    for direction, (query_labels, db_labels, same) in _pairs(image_labels, audio_labels).items():
+        query, db = direction.split("-")
+        similarity = embeddings[query] @ embeddings[db].T
+        relevance = label_relevance(query_labels, db_labels)
+        table[direction] = ndcg_at_k(similarity, relevance, k, exclude_self=same)
+    return table
+
+
+def chance_table(image_labels, audio_labels, k: int = 30) -> dict[str, float]:
+    return {
+        direction: random_ndcg(label_relevance(query, db), k, exclude_self=same)
+        for direction, (query, db, same) in _pairs(image_labels, audio_labels).items()
+    }
+
+
+def localization_scores(heats: Sequence[np.ndarray], boxes: np.ndarray) -> dict[str, float]:
+    """Pointing game (and its chance: the mean box area), cIoU@0.5 and its AUC."""
+    if len(heats) == 0:
+        return {}
+    hits = [pointing_hit(heat, box) for heat, box in zip(heats, boxes, strict=True)]
+    ious = [ciou(heat, box) for heat, box in zip(heats, boxes, strict=True)]
+    ciou50, auc = ciou_summary(ious)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return {
+        "pointing_accuracy": float(np.mean(hits)),
+        "chance": float(np.mean(areas)),
+        "ciou50": ciou50,
+        "auc": auc,
+        "scenes": len(heats),
+    }

@@ -1,0 +1,69 @@
+"""The log-spectrogram front end, part of the exported audio graph.
+
+The short-time DFT is a fixed 1-D convolution (cosine and sine rows, Hann-windowed), which
+exports to a single ONNX ``Conv`` and matches torch to float precision. The optional mel matrix
+is a buffer. Each clip is referenced to its own peak and floored ``top_db`` below it, which
+makes the features independent of recording gain.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from models.presets import AudioSpec
+
+
+def dft_kernel(n_fft: int, win_length: int) -> torch.Tensor:
+    """(2 * bins, 1, n_fft): windowed cosine rows then sine rows."""
+    window = torch.zeros(n_fft, dtype=torch.float64)
+    start = (n_fft - win_length) // 2
+    window[start : start + win_length] = torch.hann_window(
+        win_length, periodic=True, dtype=torch.float64
+    )
+    bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
+    phase = 2 * math.pi * bins * torch.arange(n_fft, dtype=torch.float64)[None, :] / n_fft
+    kernel = torch.cat([torch.cos(phase) * window, -torch.sin(phase) * window])
+    return kernel[:, None, :].float()
+
+
+def mel_matrix(n_mels: int, n_fft: int, sample_rate: int) -> torch.Tensor:
+    """(n_mels, bins) triangular filters on the HTK mel scale, unit peak."""
+
+    def to_mel(hz: torch.Tensor) -> torch.Tensor:
+        return 2595.0 * torch.log10(1.0 + hz / 700.0)
+
+    def to_hz(mel: torch.Tensor) -> torch.Tensor:
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    edges = to_hz(torch.linspace(0, float(to_mel(torch.tensor(sample_rate / 2.0))), n_mels + 2))
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs[None, :] - lower) / (centre - lower)
+    falling = (upper - freqs[None, :]) / (upper - centre)
+    return torch.clamp(torch.minimum(rising, falling), min=0.0).float()
+
+
+class LogSpectrogram(nn.Module):
+    """(batch, samples) waveform -> (batch, 1, bins, frames) log power in dB below the peak."""
+
+    def __init__(self, spec: AudioSpec) -> None:
+        super().__init__()
+        self.hop_length = spec.hop_length
+        self.num_dft_bins = spec.n_fft // 2 + 1
+        self.top_db = spec.top_db
+        self.register_buffer("kernel", dft_kernel(spec.n_fft, spec.win_length), persistent=False)
+        mel = mel_matrix(spec.n_mels, spec.n_fft, spec.sample_rate) if spec.n_mels else None
+        self.register_buffer("mel", mel, persistent=False)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spectrum = nn.functional.conv1d(wave[:, None, :], self.kernel, stride=self.hop_length)
+        real, imag = spectrum[:, : self.num_dft_bins], spectrum[:, self.num_dft_bins :]
+        power = real * real + imag * imag
+        if self.mel is not None:
+            power = torch.matmul(self.mel, power)
+        db = 10.0 * torch.log10(power + 1e-10)
+        peak = torch.amax(db, dim=(1, 2), keepdim=True)
+        return torch.clamp(db - peak, min=-self.top_db)[:, None]

@@ -1,0 +1,46 @@
+"""Training objectives: the paper's AVC classification and in-batch InfoNCE, plus AVOL's MIL.
+
+Negatives are made by pairing each frame with the audio of another item in the batch (a random
+non-zero roll), so no label is ever read: only which image came with which sound.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from models.nn.model import AVModel
+
+
+def roll_negatives(batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Indices pairing item i with the audio of item (i + s) mod batch, for one random s != 0."""
+    shift = int(torch.randint(1, batch, (1,), generator=generator)) if batch > 1 else 0
+    return (torch.arange(batch) + shift) % batch
+
+
+def avc_loss(model: AVModel, image_emb, audio_emb, negatives) -> torch.Tensor:
+    """Cross-entropy of the AVE head on the positives and as many rolled negatives."""
+    positive = model.ave(image_emb, audio_emb)
+    negative = model.ave(image_emb, audio_emb[negatives])
+    logits = torch.cat([positive, negative])
+    targets = torch.cat(
+        [torch.ones(len(positive), dtype=torch.long), torch.zeros(len(negative), dtype=torch.long)]
+    ).to(logits.device)
+    return F.cross_entropy(logits, targets)
+
+
+def infonce_loss(model: AVModel, image_emb, audio_emb) -> torch.Tensor:
+    """Symmetric in-batch contrastive loss (CLIP): each image against every sound and back."""
+    scale = model.logit_scale.clamp(max=4.6052).exp()
+    logits = scale * image_emb @ audio_emb.T
+    targets = torch.arange(len(logits), device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+
+
+def mil_loss(model: AVModel, grid, audio_emb, negatives) -> torch.Tensor:
+    """AVOL-Net: binary cross-entropy of the max-over-locations score, positives and negatives."""
+    positive = model.avol(grid, audio_emb)
+    negative = model.avol(grid, audio_emb[negatives])
+    logits = torch.cat([positive, negative])
+    targets = torch.cat([torch.ones_like(positive), torch.zeros_like(negative)])
+    return F.binary_cross_entropy_with_logits(logits, targets)

@@ -1,0 +1,107 @@
+"""The two embedding towers of AVE-Net (and AVOL-Net's per-location vision grid).
+
+Each tower is four VGG-style blocks (conv3x3-BN-ReLU twice); the first conv has stride 2 and the
+first three blocks end in a 2x2 max-pool, so a 224x224 frame gives a 14x14 map and 1 s of 48 kHz
+audio a 16x12 map. The map is max-pooled over all locations, then fc-ReLU-fc and L2-normalised.
+The vision tower applies the same two fc layers as 1x1 convolutions at every location: that grid
+is what AVOL-Net compares with the audio embedding to localise the sound.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from models.nn.frontend import LogSpectrogram
+from models.presets import Preset
+
+IMAGE_MEAN = 0.5
+IMAGE_STD = 0.25
+
+
+def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    return [
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def vgg_trunk(in_channels: int, channels: tuple[int, ...]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for index, cout in enumerate(channels):
+        layers += _conv_bn_relu(cin, cout, stride=2 if index == 0 else 1)
+        layers += _conv_bn_relu(cout, cout)
+        if index < len(channels) - 1:
+            layers.append(nn.MaxPool2d(2))
+        cin = cout
+    return nn.Sequential(*layers)
+
+
+class ImageTower(nn.Module):
+    """RGB in [0, 1], (batch, 3, H, W) -> (embedding (batch, D), grid (batch, D, h, w)).
+
+    Both outputs are L2-normalised along D (the grid per location).
+    """
+
+    def __init__(self, preset: Preset) -> None:
+        super().__init__()
+        self.trunk = vgg_trunk(3, preset.channels)
+        self.fc1 = nn.Conv2d(preset.channels[-1], preset.hidden_dim, 1)
+        self.fc2 = nn.Conv2d(preset.hidden_dim, preset.embed_dim, 1)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.relu(self.fc1(features)))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.trunk((image - IMAGE_MEAN) / IMAGE_STD)
+        pooled = torch.amax(features, dim=(2, 3), keepdim=True)
+        embedding = F.normalize(self.project(pooled).flatten(1), dim=1)
+        grid = F.normalize(self.project(features), dim=1)
+        return embedding, grid
+
+
+class SpecAugment(nn.Module):
+    """Training-only time and frequency masks on the log-spectrogram (a no-op in eval mode)."""
+
+    def __init__(self, freq_width: int, time_width: int, masks: int = 2) -> None:
+        super().__init__()
+        self.freq_width, self.time_width, self.masks = freq_width, time_width, masks
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return spec
+        floor = spec.amin(dim=(2, 3), keepdim=True)
+        batch, _, bins, frames = spec.shape
+        keep = torch.ones_like(spec, dtype=torch.bool)
+        for axis, size, width in ((2, bins, self.freq_width), (3, frames, self.time_width)):
+            positions = torch.arange(size, device=spec.device)
+            for _ in range(self.masks):
+                length = torch.randint(0, width + 1, (batch, 1), device=spec.device)
+                start = (torch.rand(batch, 1, device=spec.device) * (size - length)).long()
+                mask = (positions >= start) & (positions < start + length)
+                shape = (batch, 1, size, 1) if axis == 2 else (batch, 1, 1, size)
+                keep &= ~mask.view(shape)
+        return torch.where(keep, spec, floor)
+
+
+class AudioTower(nn.Module):
+    """Mono waveform (batch, samples) at the preset rate -> L2-normalised embedding (batch, D)."""
+
+    def __init__(self, preset: Preset) -> None:
+        super().__init__()
+        audio = preset.audio
+        self.frontend = LogSpectrogram(audio)
+        self.spec_augment = SpecAugment(audio.num_bins // 8, audio.num_frames // 10)
+        self.input_norm = nn.BatchNorm2d(1)
+        self.trunk = vgg_trunk(1, preset.channels)
+        self.fc1 = nn.Linear(preset.channels[-1], preset.hidden_dim)
+        self.fc2 = nn.Linear(preset.hidden_dim, preset.embed_dim)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = self.spec_augment(self.frontend(wave))
+        features = self.trunk(self.input_norm(spec))
+        pooled = torch.amax(features, dim=(2, 3))
+        return F.normalize(self.fc2(F.relu(self.fc1(pooled))), dim=1)

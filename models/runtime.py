@@ -1,0 +1,120 @@
+"""Load a model bundle with ONNX Runtime and embed decoded media (never imports torch).
+
+The indexer and the service meet the model here. CUDA is used when ONNX Runtime offers it
+(``device="auto"``) and the provider actually obtained is reported, never assumed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from models.bundle import ModelInfo, read_model_info
+from models.errors import BundleError
+from models.localization import Calibration, heat_maps
+from models.media import resize_image
+
+log = logging.getLogger(__name__)
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def choose_providers(device: str) -> list[str]:
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return [CPU]
+    if device == "cuda":
+        if CUDA not in available:
+            raise BundleError("device 'cuda' asked for, but ONNX Runtime has no CUDA provider "
+                              "(install avsearch[gpu] on a machine with an NVIDIA GPU)")
+        return [CUDA, CPU]
+    if device != "auto":
+        raise BundleError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return [CUDA, CPU] if CUDA in available else [CPU]
+
+
+@dataclass(frozen=True)
+class ImageEmbeddings:
+    embeddings: np.ndarray  # float32 (N, D), L2-normalised
+    grids: np.ndarray  # float32 (N, h, w, D), L2-normalised per location
+
+
+class ModelRuntime:
+    """Both towers of one model bundle, as ONNX Runtime sessions."""
+
+    def __init__(self, model_dir: str | Path, device: str = "auto", batch_size: int = 64) -> None:
+        self.model_dir = Path(model_dir)
+        self.info: ModelInfo = read_model_info(self.model_dir)
+        self.batch_size = batch_size
+        providers = choose_providers(device)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self._image = self._session(self.info.image.file, options, providers)
+        self._audio = self._session(self.info.audio.file, options, providers)
+        self.provider = self._image.get_providers()[0]
+        if device == "cuda" and self.provider != CUDA:
+            raise BundleError("the CUDA provider is installed but could not start (see the "
+                              "ONNX Runtime log); run with device 'cpu' or fix the CUDA setup")
+        self.calibration = Calibration(self.info.localization.scale, self.info.localization.bias)
+        log.info("model %s (%s) on %s", self.info.content_hash, self.info.preset["name"],
+                 self.provider)
+
+    def _session(self, name: str, options, providers) -> ort.InferenceSession:
+        try:
+            return ort.InferenceSession(str(self.model_dir / name), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
+            raise BundleError(f"{self.model_dir / name} could not be loaded: {exc}") from None
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.provider == CUDA
+
+    @property
+    def content_hash(self) -> str:
+        return self.info.content_hash
+
+    @property
+    def image_size(self) -> int:
+        return self.info.image.size
+
+    @property
+    def sample_rate(self) -> int:
+        return self.info.audio.sample_rate
+
+    @property
+    def window_s(self) -> float:
+        return self.info.audio.samples / self.info.audio.sample_rate
+
+    def prepare_images(self, images: list[np.ndarray] | np.ndarray) -> np.ndarray:
+        size = (self.image_size, self.image_size)
+        return np.stack([resize_image(np.asarray(image, dtype=np.uint8), size) for image in images])
+
+    def embed_images(self, images: list[np.ndarray] | np.ndarray) -> ImageEmbeddings:
+        """RGB uint8 frames of any size -> embeddings and localisation grids."""
+        batch = self.prepare_images(images)
+        embeddings, grids = [], []
+        for start in range(0, len(batch), self.batch_size):
+            chunk = batch[start : start + self.batch_size]
+            embedding, grid = self._image.run(None, {self.info.image.input: chunk})
+            embeddings.append(embedding)
+            grids.append(grid)
+        return ImageEmbeddings(np.concatenate(embeddings), np.concatenate(grids))
+
+    def embed_audio(self, waves: list[np.ndarray] | np.ndarray) -> np.ndarray:
+        """float32 mono windows of the bundle's length and rate -> embeddings."""
+        batch = np.asarray(waves, dtype=np.float32)
+        if batch.ndim != 2 or batch.shape[1] != self.info.audio.samples:
+            raise BundleError(f"audio batch of shape {batch.shape}; this model takes "
+                              f"(n, {self.info.audio.samples}) at {self.sample_rate} Hz")
+        out = [
+            self._audio.run(None, {self.info.audio.input: batch[s : s + self.batch_size]})[0]
+            for s in range(0, len(batch), self.batch_size)
+        ]
+        return np.concatenate(out)
+
+    def heat_maps(self, grids: np.ndarray, audio_emb: np.ndarray) -> np.ndarray:
+        return heat_maps(grids, audio_emb, self.calibration)

@@ -1,0 +1,71 @@
+"""Batch augmentations on tensors, drawn from one generator so a seeded run repeats exactly.
+
+Images: a random zoom (down to the size of a digit in a 2x2 scene), shift and rotation;
+brightness, contrast and saturation jitter; an optional horizontal flip. Audio: speed
+perturbation (pitch and tempo together, a cheap stand-in for other voices), a time shift, gain
+jitter and light noise. SpecAugment masks are applied inside the audio tower.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+
+def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=gen)
+
+
+def augment_images(
+    images: torch.Tensor, zoom_out: torch.Tensor, gen: torch.Generator, hflip: bool
+) -> torch.Tensor:
+    """float (B, 3, H, W) in [0, 1] -> augmented. ``zoom_out`` (B,) bool: allow strong zoom-out."""
+    batch = len(images)
+    scale = torch.where(zoom_out, _uniform(batch, 0.45, 1.1, gen), _uniform(batch, 0.85, 1.1, gen))
+    angle = _uniform(batch, -12, 12, gen) * math.pi / 180
+    room = (1.0 / scale - 1.0).clamp(min=0.0) + 0.1
+    tx, ty = _uniform(batch, -1, 1, gen) * room, _uniform(batch, -1, 1, gen) * room
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    if hflip:
+        flip = torch.rand(batch, generator=gen) < 0.5
+        theta[flip, 0, :2] *= -1
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    out = F.grid_sample(images, grid, padding_mode="zeros", align_corners=False)
+    grey = out.mean(dim=1, keepdim=True)
+    saturation = _uniform(batch, 0.6, 1.4, gen).view(-1, 1, 1, 1)
+    out = grey + (out - grey) * saturation
+    contrast = _uniform(batch, 0.7, 1.3, gen).view(-1, 1, 1, 1)
+    brightness = _uniform(batch, -0.1, 0.1, gen).view(-1, 1, 1, 1)
+    return (out * contrast + brightness).clamp(0.0, 1.0)
+
+
+def augment_waves(waves: torch.Tensor, sample_rate: int, gen: torch.Generator) -> torch.Tensor:
+    """float (B, T) -> augmented, same shape."""
+    batch, length = waves.shape
+    out = torch.empty_like(waves)
+    speeds = _uniform(batch, 0.85, 1.18, gen)
+    shifts = (_uniform(batch, -0.15, 0.15, gen) * sample_rate).long()
+    for i in range(batch):
+        resampled = F.interpolate(
+            waves[i].view(1, 1, -1), scale_factor=1.0 / float(speeds[i]), mode="linear",
+            align_corners=False, recompute_scale_factor=False,
+        ).view(-1)
+        out[i] = _centre(resampled, length).roll(int(shifts[i]))
+    gain = 10 ** (_uniform(batch, -6, 6, gen) / 20).view(-1, 1)
+    noisy = (torch.rand(batch, 1, generator=gen) < 0.5).float()
+    snr = 10 ** (_uniform(batch, 20, 40, gen) / 20).view(-1, 1)
+    rms = out.pow(2).mean(dim=1, keepdim=True).sqrt()
+    noise = torch.randn(out.shape, generator=gen) * rms / snr * noisy
+    return (out + noise) * gain
+
+
+def _centre(wave: torch.Tensor, length: int) -> torch.Tensor:
+    """Crop or zero-pad a waveform to ``length`` about its centre."""
+    if len(wave) >= length:
+        start = (len(wave) - length) // 2
+        return wave[start : start + length]
+    pad = length - len(wave)
+    return F.pad(wave, (pad // 2, pad - pad // 2))

@@ -1,0 +1,29 @@
+"""The training configuration: read once from the command line, saved with every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+LOSSES = ("avc", "infonce")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    corpus: str
+    out: str
+    preset: str = "digits"
+    loss: str = "infonce"
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    warmup_steps: int = 100
+    loc_weight: float = 1.0  # weight of AVOL-Net's MIL loss beside the embedding loss
+    seed: int = 0
+    device: str = "auto"
+    eval_every: int = 0  # steps between held-out evaluations; 0: once per epoch
+    checkpoint_every: int = 200
+    eval_split: str = "test"
+
+    def to_json(self) -> dict:
+        return asdict(self)

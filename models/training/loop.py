@@ -1,0 +1,259 @@
+"""The training loop: batches of pairs, the chosen loss plus AVOL's MIL, checkpoints, evaluation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models.errors import CorpusError
+from models.evaluation.dataset import load_retrieval_set, load_scene_set, split_items
+from models.evaluation.scores import localization_scores, retrieval_table
+from models.item_media import InputSpec
+from models.localization import Calibration, heat_maps
+from models.manifest import read_manifest
+from models.nn.losses import avc_loss, infonce_loss, mil_loss, roll_negatives
+from models.nn.model import AVModel
+from models.presets import get_preset
+from models.training.augment import augment_images, augment_waves
+from models.training.config import TrainConfig
+from models.training.data import PairSet, load_pairs
+from models.training.embed import embed_images, embed_waves, images_to_tensor
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+RUN_FILE = "run.json"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CorpusError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 1% of the peak."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, progress: bool = True) -> None:
+        self.config = config
+        self.progress = progress
+        self.preset = get_preset(config.preset)
+        self.spec = InputSpec(
+            self.preset.image_size, self.preset.audio.sample_rate, self.preset.audio.window_s
+        )
+        self.out = Path(config.out)
+        self.device = pick_device(config.device)
+        self.gen = seed_everything(config.seed)
+        self.model = AVModel(self.preset).to(self.device)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.step = 0
+        self.history: list[dict] = []
+        self.order: torch.Tensor | None = None  # this epoch's shuffled item order
+        self.cursor = 0  # position in it
+
+    # -- data ---------------------------------------------------------------------------------
+    def load_data(self) -> None:
+        items = read_manifest(self.config.corpus)
+        train = [item for item in items if item.split in (None, "train")]
+        self.train_items = len(train)
+        self.train_speakers = sorted(
+            {str(i.extra["speaker"]) for i in train if "speaker" in i.extra}
+        )
+        self.pairs: PairSet = load_pairs(self.config.corpus, train, self.spec, self.progress)
+        held_out = split_items(items, self.config.eval_split)
+        self.retrieval = load_retrieval_set(self.config.corpus, held_out, self.spec, self.progress)
+        self.scenes = load_scene_set(self.config.corpus, held_out, self.spec, self.progress)
+        log.info(
+            "training on %d pairs; held out: %d images, %d sounds, %d scenes",
+            len(self.pairs),
+            len(self.retrieval.images),
+            len(self.retrieval.waves),
+            len(self.scenes.images),
+        )
+
+    # -- one step -----------------------------------------------------------------------------
+    def batch_loss(self, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        pairs, device = self.pairs, self.device
+        single = pairs.single[index]
+        images = augment_images(
+            images_to_tensor(pairs.images[index]), single, self.gen, self.preset.hflip
+        ).to(device)
+        waves = augment_waves(pairs.waves[index], self.preset.audio.sample_rate, self.gen).to(
+            device
+        )
+        image_emb, grid, audio_emb = self.model(images, waves)
+        negatives = roll_negatives(len(index), self.gen).to(device)
+        loc = mil_loss(self.model, grid, audio_emb, negatives)
+        keep = single.to(device)
+        if int(keep.sum()) >= 2:
+            img, aud = image_emb[keep], audio_emb[keep]
+            if self.config.loss == "infonce":
+                main = infonce_loss(self.model, img, aud)
+            else:
+                main = avc_loss(self.model, img, aud, roll_negatives(len(img), self.gen).to(device))
+        else:
+            main = torch.zeros((), device=device)
+        loss = main + self.config.loc_weight * loc
+        return loss, {"loss": loss.item(), "main": main.item(), "mil": loc.item()}
+
+    def train(self) -> dict:
+        config = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        epoch_steps = max(1, len(self.pairs) // config.batch_size)
+        eval_every = config.eval_every or epoch_steps
+        if self.order is None:
+            self.order = torch.randperm(len(self.pairs), generator=self.gen)
+        bar = tqdm(
+            total=config.steps,
+            initial=self.step,
+            desc="training",
+            unit="step",
+            disable=not self.progress,
+        )
+        started, seen = time.perf_counter(), 0
+        while self.step < config.steps:
+            if self.cursor + config.batch_size > len(self.order):
+                self.order, self.cursor = torch.randperm(len(self.pairs), generator=self.gen), 0
+            index = self.order[self.cursor : self.cursor + config.batch_size]
+            self.cursor += config.batch_size
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr_at(self.step, config)
+            self.model.train()
+            loss, parts = self.batch_loss(index)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            seen += len(index)
+            rate = seen / (time.perf_counter() - started)
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{parts['loss']:.3f}", mil=f"{parts['mil']:.3f}", samples_s=f"{rate:.0f}"
+            )
+            if self.step % eval_every == 0 or self.step == config.steps:
+                self.record(parts, rate)
+            if self.step % config.checkpoint_every == 0 or self.step == config.steps:
+                self.save_checkpoint()
+        bar.close()
+        return self.write_run(time.perf_counter() - started, seen)
+
+    # -- evaluation, checkpoints --------------------------------------------------------------
+    def evaluate(self) -> dict:
+        self.model.eval()
+        metrics: dict = {}
+        if len(self.retrieval.images) and len(self.retrieval.waves):
+            image_emb, _ = embed_images(self.model, self.retrieval.images)
+            audio_emb = embed_waves(self.model, self.retrieval.waves)
+            metrics["ndcg30"] = retrieval_table(
+                image_emb, audio_emb, self.retrieval.image_labels, self.retrieval.audio_labels
+            )
+        if len(self.scenes.images):
+            _, grids = embed_images(self.model, self.scenes.images)
+            audio_emb = embed_waves(self.model, self.scenes.waves)
+            heats = heat_maps(grids, audio_emb, self.calibration())
+            metrics["localization"] = localization_scores(list(heats), self.scenes.boxes)
+        return metrics
+
+    def calibration(self) -> Calibration:
+        return Calibration(self.model.avol.scale.item(), self.model.avol.bias.item())
+
+    def record(self, parts: dict, rate: float) -> None:
+        entry = {"step": self.step, **parts, "samples_per_s": rate, **self.evaluate()}
+        self.history.append(entry)
+        with (self.out / "metrics.jsonl").open("a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+        summary = entry.get("ndcg30", {})
+        pointing = entry.get("localization", {}).get("pointing_accuracy")
+        tqdm.write(
+            f"step {self.step}: loss {parts['loss']:.3f} "
+            + " ".join(f"{k} {v:.3f}" for k, v in summary.items())
+            + (f" pointing {pointing:.3f}" if pointing is not None else ""),
+        )
+
+    def save_checkpoint(self) -> Path:
+        path = self.out / CHECKPOINT
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "config": self.config.to_json(),
+            "preset": self.preset.to_json(),
+            "generator": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "order": self.order,
+            "cursor": self.cursor,
+            "history": self.history,
+        }
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def resume(self) -> None:
+        state = torch.load(self.out / CHECKPOINT, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        self.gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.order, self.cursor = state["order"], state["cursor"]
+        self.history = state.get("history", [])
+        log.info("resumed from step %d of %s", self.step, self.out / CHECKPOINT)
+
+    def write_run(self, elapsed: float, seen: int) -> dict:
+        final = self.history[-1] if self.history else {}
+        run = {
+            "config": self.config.to_json(),
+            "preset": self.preset.to_json(),
+            "train_items": self.train_items,
+            "train_speakers": self.train_speakers,
+            "steps": self.step,
+            "elapsed_s": round(elapsed, 1),
+            "samples_per_s": round(seen / elapsed, 1) if elapsed else None,
+            "device": str(self.device),
+            "final": {k: v for k, v in final.items() if k in ("ndcg30", "localization")},
+        }
+        (self.out / RUN_FILE).write_text(json.dumps(run, indent=2))
+        return run
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train (or resume) a run; returns the summary written to RUN_DIR/run.json."""
+    if resume and not (Path(config.out) / CHECKPOINT).is_file():
+        raise CorpusError(f"--resume: no {CHECKPOINT} in {config.out}")
+    if not resume and (Path(config.out) / CHECKPOINT).is_file():
+        raise CorpusError(f"{config.out} already holds a run: pass --resume or another --out")
+    torch.set_num_threads(os.cpu_count() or 1)
+    trainer = Trainer(config, progress)
+    if resume:
+        saved = torch.load(Path(config.out) / CHECKPOINT, map_location="cpu", weights_only=False)
+        trainer = Trainer(replace(TrainConfig(**saved["config"]), steps=config.steps), progress)
+        trainer.resume()
+    trainer.load_data()
+    return trainer.train()

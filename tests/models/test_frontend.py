@@ -1,0 +1,44 @@
+"""The log-spectrogram front end: the shape the design fixes, and agreement with torch.stft."""
+
+import numpy as np
+import pytest
+import torch
+
+from models.nn.frontend import LogSpectrogram, mel_matrix
+from models.presets import DIGITS, PAPER, AudioSpec
+
+
+@pytest.mark.parametrize(("preset", "shape"), [(PAPER, (257, 198)), (DIGITS, (64, 97))])
+def test_one_second_gives_the_designed_shape(preset, shape):
+    wave = torch.randn(2, preset.audio.sample_rate) * 0.1
+    spec = LogSpectrogram(preset.audio)(wave)
+    assert spec.shape == (2, 1, *shape)
+    assert (preset.audio.num_bins, preset.audio.num_frames) == shape
+
+
+def test_dft_convolution_matches_torch_stft():
+    audio = AudioSpec(sample_rate=48_000, window_s=1.0, n_fft=512, win_length=480,
+                      hop_length=240, n_mels=None, top_db=200.0)
+    wave = torch.randn(1, 48_000, dtype=torch.float32)
+    ours = LogSpectrogram(audio)(wave)[0, 0]
+    window = torch.zeros(512)
+    window[16:496] = torch.hann_window(480)
+    stft = torch.stft(wave, 512, 240, window=window, center=False, return_complex=True)[0]
+    reference = 10 * torch.log10(stft.abs() ** 2 + 1e-10)
+    reference = reference - reference.max()
+    assert torch.allclose(ours, reference, atol=1e-3)
+
+
+def test_gain_does_not_change_the_features():
+    wave = torch.randn(1, 8000) * 0.05
+    frontend = LogSpectrogram(DIGITS.audio)
+    assert torch.allclose(frontend(wave), frontend(wave * 7.0), atol=1e-3)
+
+
+def test_a_tone_peaks_in_its_band():
+    t = np.arange(8000) / 8000
+    wave = torch.tensor(np.sin(2 * np.pi * 1000 * t), dtype=torch.float32)[None]
+    spec = LogSpectrogram(DIGITS.audio)(wave)[0, 0].mean(dim=1)
+    mel = mel_matrix(64, 256, 8000)
+    centre_bin = int(torch.argmax(mel[:, 32]))  # FFT bin 32 is 1 kHz at n_fft 256, 8 kHz
+    assert abs(int(torch.argmax(spec)) - centre_bin) <= 1

@@ -1,0 +1,87 @@
+"""End to end on real data: corpus -> train -> checkpoint/resume -> export -> eval, via the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from models.bundle import read_model_info
+from models.cli import main
+from models.runtime import ModelRuntime
+
+
+def test_training_writes_checkpoint_metrics_and_summary(tiny_run):
+    run = json.loads((tiny_run / "run.json").read_text())
+    assert run["steps"] == 6 and run["samples_per_s"] > 0
+    assert run["train_speakers"] == ["jackson", "nicolas", "yweweler"]
+    lines = (tiny_run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [3, 6]
+    final = run["final"]
+    assert set(final["ndcg30"]) == {"im-im", "im-aud", "aud-im", "aud-aud"}
+    assert 0.0 <= final["localization"]["pointing_accuracy"] <= 1.0
+
+
+def test_resume_continues_and_seed_repeats(tiny_corpus, tmp_path):
+    common = ["train", "--corpus", str(tiny_corpus), "--batch-size", "8", "--quiet",
+              "--checkpoint-every", "2", "--eval-every", "2", "--seed", "3"]
+    assert main([*common, "--out", str(tmp_path / "a"), "--steps", "4"]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--steps", "2"]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--steps", "4", "--resume"]) == 0
+    first = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    second = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in second] == [2, 4]
+    assert np.isclose(first[-1]["loss"], second[-1]["loss"], rtol=1e-4)
+
+
+def test_train_refuses_to_overwrite_a_run(tiny_corpus, tiny_run, capsys):
+    assert main(["train", "--corpus", str(tiny_corpus), "--out", str(tiny_run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_export_writes_a_valid_bundle_with_parity(tiny_bundle):
+    info = read_model_info(tiny_bundle)
+    assert info.parity["image_max_abs"] <= 1e-4 and info.parity["audio_max_abs"] <= 1e-4
+    assert info.image.size == 64 and info.image.grid == 4 and info.audio.sample_rate == 8000
+    assert info.training["loss"] == "infonce" and info.metrics["ndcg30"]
+
+
+def test_runtime_embeds_any_batch_size(tiny_bundle, tiny_corpus):
+    runtime = ModelRuntime(tiny_bundle, device="cpu")
+    assert runtime.provider == "CPUExecutionProvider" and not runtime.on_gpu
+    frames = [np.zeros((28, 28, 3), np.uint8), np.full((56, 40, 3), 200, np.uint8)]
+    for count in (1, 2):
+        out = runtime.embed_images(frames[:count])
+        assert out.embeddings.shape == (count, 128) and out.grids.shape == (count, 4, 4, 128)
+        assert np.allclose(np.linalg.norm(out.embeddings, axis=1), 1, atol=1e-5)
+    waves = np.random.default_rng(0).normal(0, 0.1, (3, 8000)).astype(np.float32)
+    emb = runtime.embed_audio(waves)
+    assert emb.shape == (3, 128)
+    heat = runtime.heat_maps(runtime.embed_images(frames[:1]).grids, emb[:1])
+    assert heat.shape == (1, 4, 4) and ((heat >= 0) & (heat <= 1)).all()
+
+
+def test_eval_prints_the_table_and_writes_json(tiny_bundle, tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    code = main(["eval", "--model", str(tiny_bundle), "--corpus", str(tiny_corpus),
+                 "--json", str(out), "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "random" in printed and "cca" in printed and "pointing" in printed
+    result = json.loads(out.read_text())
+    assert set(result["ndcg30"]) == {"random", "cca", "model"}
+    for row in result["ndcg30"].values():
+        assert set(row) == {"im-im", "im-aud", "aud-im", "aud-aud"}
+    assert {"pointing_accuracy", "chance", "ciou50", "auc"} <= set(result["localization"])
+    assert result["localization"]["chance"] == pytest.approx(0.25)
+
+
+def test_eval_without_train_split_leaves_cca_out(tiny_bundle, real_data, tmp_path, capsys):
+    corpus = tmp_path / "unseen"
+    assert main(["corpus", "digits", "--source", str(real_data), "--out", str(corpus),
+                 "--split", "test", "--max-images", "100", "--max-takes", "1",
+                 "--no-progress"]) == 0
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", str(tiny_bundle), "--corpus", str(corpus), "--json",
+                 str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert "cca" not in result["ndcg30"] and any("CCA" in n for n in result["notes"])
