@@ -121,10 +121,11 @@ def export_bundle(
         image=ImageGraphInfo(size=preset.image_size, grid=preset.grid_size),
         audio=AudioGraphInfo(sample_rate=preset.audio.sample_rate,
                              samples=preset.audio.num_samples),
-        localization=LocalizationInfo(scale=float(model.avol.scale), bias=float(model.avol.bias)),
+        localization=LocalizationInfo(scale=model.avol.scale.item(), bias=model.avol.bias.item()),
         ave_head={"weight": model.ave.fc.weight.flatten().tolist(),
                   "bias": model.ave.fc.bias.tolist()},
-        training={**state["config"], "steps_done": state["step"], **(extra or {})},
+        training={**state["config"], "steps_done": state["step"], **state.get("data", {}),
+                  **(extra or {})},
         metrics={k: v for k, v in (history[-1] if history else {}).items()
                  if k in ("ndcg30", "localization")},
         parity={**differences, "inputs": len(images)},

@@ -23,6 +23,8 @@ class AudioSpec:
     hop_length: int
     n_mels: int | None  # None: keep every linear-frequency bin (the paper)
     top_db: float = 80.0  # dynamic range kept below each clip's peak (gain invariance)
+    max_warp: float = 0.0  # training only: random frequency-axis stretch (voices of other sizes)
+    cmn: bool = False  # subtract each band's mean over time (channel and voice colour)
 
     @property
     def num_samples(self) -> int:
@@ -82,7 +84,8 @@ DIGITS = Preset(
     hidden_dim=128,
     embed_dim=128,
     audio=AudioSpec(
-        sample_rate=8_000, window_s=1.0, n_fft=256, win_length=200, hop_length=80, n_mels=64
+        sample_rate=8_000, window_s=1.0, n_fft=256, win_length=200, hop_length=80, n_mels=64,
+        max_warp=0.15, cmn=True,
     ),
     hflip=False,
 )

@@ -54,6 +54,7 @@ class LogSpectrogram(nn.Module):
         self.hop_length = spec.hop_length
         self.num_dft_bins = spec.n_fft // 2 + 1
         self.top_db = spec.top_db
+        self.cmn = spec.cmn
         self.register_buffer("kernel", dft_kernel(spec.n_fft, spec.win_length), persistent=False)
         mel = mel_matrix(spec.n_mels, spec.n_fft, spec.sample_rate) if spec.n_mels else None
         self.register_buffer("mel", mel, persistent=False)
@@ -66,4 +67,7 @@ class LogSpectrogram(nn.Module):
             power = torch.matmul(self.mel, power)
         db = 10.0 * torch.log10(power + 1e-10)
         peak = torch.amax(db, dim=(1, 2), keepdim=True)
-        return torch.clamp(db - peak, min=-self.top_db)[:, None]
+        db = torch.clamp(db - peak, min=-self.top_db)
+        if self.cmn:
+            db = db - db.mean(dim=2, keepdim=True)
+        return db[:, None]

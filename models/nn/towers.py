@@ -87,6 +87,29 @@ class SpecAugment(nn.Module):
         return torch.where(keep, spec, floor)
 
 
+class FrequencyWarp(nn.Module):
+    """Training-only vocal-tract-length perturbation: stretch the frequency axis by a random
+    factor in [1 - max_warp, 1 + max_warp] per clip (a no-op in eval mode)."""
+
+    def __init__(self, max_warp: float) -> None:
+        super().__init__()
+        self.max_warp = max_warp
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.max_warp <= 0:
+            return spec
+        batch = spec.shape[0]
+        factor = 1.0 + (torch.rand(batch, device=spec.device) * 2 - 1) * self.max_warp
+        theta = torch.zeros(batch, 2, 3, device=spec.device)
+        theta[:, 0, 0] = 1.0  # time axis unchanged
+        theta[:, 1, 1] = 1.0 / factor  # frequency axis (rows) stretched about the lowest bin
+        theta[:, 1, 2] = 1.0 / factor - 1.0
+        grid = F.affine_grid(theta, list(spec.shape), align_corners=True)
+        floor = spec.amin(dim=(2, 3), keepdim=True)
+        warped = F.grid_sample(spec - floor, grid, padding_mode="zeros", align_corners=True)
+        return warped + floor
+
+
 class AudioTower(nn.Module):
     """Mono waveform (batch, samples) at the preset rate -> L2-normalised embedding (batch, D)."""
 
@@ -94,6 +117,7 @@ class AudioTower(nn.Module):
         super().__init__()
         audio = preset.audio
         self.frontend = LogSpectrogram(audio)
+        self.freq_warp = FrequencyWarp(audio.max_warp)
         self.spec_augment = SpecAugment(audio.num_bins // 8, audio.num_frames // 10)
         self.input_norm = nn.BatchNorm2d(1)
         self.trunk = vgg_trunk(1, preset.channels)
@@ -101,7 +125,7 @@ class AudioTower(nn.Module):
         self.fc2 = nn.Linear(preset.hidden_dim, preset.embed_dim)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = self.spec_augment(self.frontend(wave))
+        spec = self.spec_augment(self.freq_warp(self.frontend(wave)))
         features = self.trunk(self.input_norm(spec))
         pooled = torch.amax(features, dim=(2, 3))
         return F.normalize(self.fc2(F.relu(self.fc1(pooled))), dim=1)

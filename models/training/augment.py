@@ -42,11 +42,17 @@ def augment_images(
     return (out * contrast + brightness).clamp(0.0, 1.0)
 
 
-def augment_waves(waves: torch.Tensor, sample_rate: int, gen: torch.Generator) -> torch.Tensor:
+SPEED_RANGE = (0.85, 1.18)
+
+
+def augment_waves(
+    waves: torch.Tensor, sample_rate: int, gen: torch.Generator,
+    speed_range: tuple[float, float] = SPEED_RANGE,
+) -> torch.Tensor:
     """float (B, T) -> augmented, same shape."""
     batch, length = waves.shape
     out = torch.empty_like(waves)
-    speeds = _uniform(batch, 0.85, 1.18, gen)
+    speeds = _uniform(batch, *speed_range, gen)
     shifts = (_uniform(batch, -0.15, 0.15, gen) * sample_rate).long()
     for i in range(batch):
         resampled = F.interpolate(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         loc_weight=args.loc_weight, seed=args.seed, device=args.device,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
+        command=shlex.join(["avsearch", *args.argv]),
     )
     summary = train(config, resume=args.resume, progress=not args.quiet)
     print(json.dumps(summary["final"], indent=2))

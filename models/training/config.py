@@ -24,6 +24,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between held-out evaluations; 0: once per epoch
     checkpoint_every: int = 200
     eval_split: str = "test"
+    command: str = ""  # the command line that started the run, recorded for reproduction
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -209,6 +209,7 @@ class Trainer:
             "order": self.order,
             "cursor": self.cursor,
             "history": self.history,
+            "data": {"train_items": self.train_items, "train_speakers": self.train_speakers},
         }
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)

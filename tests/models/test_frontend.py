@@ -1,5 +1,7 @@
 """The log-spectrogram front end: the shape the design fixes, and agreement with torch.stft."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -38,7 +40,17 @@ def test_gain_does_not_change_the_features():
 def test_a_tone_peaks_in_its_band():
     t = np.arange(8000) / 8000
     wave = torch.tensor(np.sin(2 * np.pi * 1000 * t), dtype=torch.float32)[None]
-    spec = LogSpectrogram(DIGITS.audio)(wave)[0, 0].mean(dim=1)
+    spec = LogSpectrogram(replace(DIGITS.audio, cmn=False))(wave)[0, 0].mean(dim=1)
     mel = mel_matrix(64, 256, 8000)
     centre_bin = int(torch.argmax(mel[:, 32]))  # FFT bin 32 is 1 kHz at n_fft 256, 8 kHz
     assert abs(int(torch.argmax(spec)) - centre_bin) <= 1
+
+
+def test_band_mean_normalisation_removes_a_steady_colour():
+    """CMN: a stationary sound has no content left once each band's mean over time is removed."""
+    t = np.arange(8000) / 8000
+    wave = torch.tensor(np.sin(2 * np.pi * 700 * t), dtype=torch.float32)[None]
+    spec = LogSpectrogram(DIGITS.audio)(wave)[0, 0]
+    assert DIGITS.audio.cmn
+    assert torch.allclose(spec.mean(dim=1), torch.zeros(spec.shape[0]), atol=1e-3)
+    assert spec.abs().max() < 1.0
