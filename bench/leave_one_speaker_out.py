@@ -32,7 +32,7 @@ def run_fold(speaker: str, args: argparse.Namespace) -> dict:
         ["corpus", "digits", "--source", args.data, "--out", str(corpus), "--test-speakers",
          speaker, "--scenes", str(args.scenes), "--no-progress", "--overwrite"],
         ["train", "--corpus", str(corpus), "--out", str(run), "--loss", args.loss, "--steps",
-         str(args.steps), "--seed", str(args.seed), "--quiet",
+         str(args.steps), "--seed", str(args.seed), "--threads", str(args.threads), "--quiet",
          *(["--resume"] if (run / "checkpoint.pt").exists() else [])],
         ["export", str(run), "--out", str(model)],
         ["eval", "--model", str(model), "--corpus", str(corpus), "--json",
@@ -83,10 +83,11 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--out", default="runs/loso")
     parser.add_argument("--loss", default="infonce", choices=["infonce", "avc"])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenes", type=int, default=1000)
     parser.add_argument("--speakers", default=",".join(SPEAKERS))
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all)")
     args = parser.parse_args()
     results = {s: run_fold(s, args) for s in args.speakers.split(",")}
     summary = Path(args.out) / f"summary-{args.loss}.json"

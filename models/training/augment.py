@@ -42,7 +42,7 @@ def augment_images(
     return (out * contrast + brightness).clamp(0.0, 1.0)
 
 
-SPEED_RANGE = (0.85, 1.18)
+SPEED_RANGE = (0.75, 1.3)
 
 
 def augment_waves(

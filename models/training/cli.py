@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--loss", default="infonce", choices=["infonce", "avc"],
                         help="embedding loss (default: infonce, the better one on held-out "
                         "speakers, see docs/benchmarks.md)")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-5)
@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval-every", type=int, default=0,
                         help="steps between held-out evaluations (default: each epoch)")
     parser.add_argument("--checkpoint-every", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for torch (default: every core)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         corpus=args.corpus, out=args.out, preset=args.preset, loss=args.loss, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         loc_weight=args.loc_weight, seed=args.seed, device=args.device,
-        eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, threads=args.threads,
         command=shlex.join(["avsearch", *args.argv]),
     )
     summary = train(config, resume=args.resume, progress=not args.quiet)

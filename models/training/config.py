@@ -13,7 +13,7 @@ class TrainConfig:
     out: str
     preset: str = "digits"
     loss: str = "infonce"
-    steps: int = 1500
+    steps: int = 2500
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-5
@@ -24,6 +24,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between held-out evaluations; 0: once per epoch
     checkpoint_every: int = 200
     eval_split: str = "test"
+    threads: int = 0  # CPU threads for torch; 0: every core
     command: str = ""  # the command line that started the run, recorded for reproduction
 
     def to_json(self) -> dict:

@@ -250,7 +250,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         raise CorpusError(f"--resume: no {CHECKPOINT} in {config.out}")
     if not resume and (Path(config.out) / CHECKPOINT).is_file():
         raise CorpusError(f"{config.out} already holds a run: pass --resume or another --out")
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
     trainer = Trainer(config, progress)
     if resume:
         saved = torch.load(Path(config.out) / CHECKPOINT, map_location="cpu", weights_only=False)
