@@ -216,8 +216,8 @@ class Trainer:
         os.replace(tmp, path)
         return path
 
-    def resume(self) -> None:
-        state = torch.load(self.out / CHECKPOINT, map_location=self.device, weights_only=False)
+    def resume(self, state: dict) -> None:
+        """Continue from a saved checkpoint: weights, optimiser, data order and random streams."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = state["step"]
@@ -245,16 +245,23 @@ class Trainer:
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train (or resume) a run; returns the summary written to RUN_DIR/run.json."""
-    if resume and not (Path(config.out) / CHECKPOINT).is_file():
+    """Train (or resume) a run; returns the summary written to RUN_DIR/run.json.
+
+    A resumed run keeps its saved configuration; only ``steps`` (to train longer) is taken
+    from ``config``.
+    """
+    checkpoint = Path(config.out) / CHECKPOINT
+    if resume and not checkpoint.is_file():
         raise CorpusError(f"--resume: no {CHECKPOINT} in {config.out}")
-    if not resume and (Path(config.out) / CHECKPOINT).is_file():
+    if not resume and checkpoint.is_file():
         raise CorpusError(f"{config.out} already holds a run: pass --resume or another --out")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False) if resume else None
+    if state is not None:
+        config = replace(TrainConfig(**state["config"]), steps=config.steps,
+                         threads=config.threads)
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     trainer = Trainer(config, progress)
-    if resume:
-        saved = torch.load(Path(config.out) / CHECKPOINT, map_location="cpu", weights_only=False)
-        trainer = Trainer(replace(TrainConfig(**saved["config"]), steps=config.steps), progress)
-        trainer.resume()
+    if state is not None:
+        trainer.resume(state)
     trainer.load_data()
     return trainer.train()
