@@ -15,6 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fitted on the train split, the model) and, on scenes, the pointing game and cIoU.",
     )
     parser.add_argument("--model", required=True, help="model bundle folder")
+    parser.add_argument("--index", help="index bundle: the model row ranks by searching it "
+                        "(and approximate kinds report recall@10 against exact search)")
     parser.add_argument("--corpus", required=True, help="corpus folder")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -26,7 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from models.evaluation.run import evaluate_bundle, format_table
 
-    result = evaluate_bundle(args.model, args.corpus, args.split, args.device, not args.quiet)
+    if args.index:
+        from indexer.evaluate import evaluate_index
+
+        result = evaluate_index(args.index, args.model, args.corpus, args.split, args.device,
+                                not args.quiet)
+    else:
+        result = evaluate_bundle(args.model, args.corpus, args.split, args.device,
+                                 not args.quiet)
     print(format_table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -1,0 +1,167 @@
+"""Searching an index bundle: what the service and ``avsearch eval --index`` use.
+
+``open_index(INDEX_DIR)`` resolves the bundle's link once and reads everything from that
+version, so a build that switches INDEX_DIR meanwhile never mixes two versions under a reader;
+a reader picks up a new version by opening the bundle again. Searches are thread-safe: FAISS
+searches a CPU index concurrently, the search parameters (nprobe, efSearch, a restriction to
+some rows) are built per call, and the SQLite connection is guarded by a lock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from indexer import kinds
+from indexer.bundle import (
+    ITEMS_DB,
+    MODALITIES,
+    ROWIDS,
+    IndexInfo,
+    check_model,
+    index_file,
+    read_info,
+    resolve_bundle,
+    vectors_file,
+)
+from indexer.store import Entry, ItemStore
+from models.errors import BundleError
+
+
+class SearchIndex:
+    """One version of an index bundle, opened read-only.
+
+    ``device``: ``cpu``; ``cuda`` or ``auto`` also put the flat and IVF-PQ indices on a GPU
+    (when FAISS has one) for unrestricted searches. Restricted searches run on the CPU copy,
+    because FAISS GPU indices take no id selector; HNSW has no GPU form and stays on the CPU.
+    """
+
+    def __init__(self, index_dir: str | Path, device: str = "cpu") -> None:
+        self.index_dir = Path(index_dir)
+        self.root = resolve_bundle(index_dir)
+        self.info: IndexInfo = read_info(self.root)
+        self.params = self.info.index
+        self._indices = {m: kinds.read_index(self.root / index_file(m)) for m in MODALITIES}
+        for modality, index in self._indices.items():
+            if index.d != self.params.dim:
+                raise BundleError(f"{self.root / index_file(modality)} holds {index.d}-d "
+                                  f"vectors, index.json says {self.params.dim}")
+        self.store = ItemStore(self.root / ITEMS_DB)
+        # The embeddings, memory-mapped: IVF-PQ re-scores its candidates with them.
+        self._rowids = np.load(self.root / ROWIDS, mmap_mode="r")
+        self._stored = {m: np.load(self.root / vectors_file(m), mmap_mode="r")
+                        for m in MODALITIES}
+        if len(self._rowids) > 1 and not np.all(np.diff(self._rowids) > 0):
+            raise BundleError(f"{self.root / ROWIDS} is not sorted: the bundle is damaged")
+        self._gpu: dict[str, tuple[faiss.Index, np.ndarray | None]] = {}
+        if self.params.kind != "hnsw" and kinds.use_gpu(device):
+            context = kinds.GpuContext()
+            self._gpu_context = context  # the resources must outlive the GPU indices
+            try:
+                for modality, index in self._indices.items():
+                    self._gpu[modality] = _to_gpu(context, index)
+            except RuntimeError as exc:  # e.g. PQ code sizes FAISS GPU does not support
+                self._gpu.clear()
+                if device == "cuda":
+                    raise BundleError(f"{self.root} cannot be searched on the GPU: "
+                                      f"{str(exc).strip().splitlines()[-1]}; use device cpu") \
+                        from None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        self.store.close()
+        self._gpu.clear()
+
+    def __enter__(self) -> SearchIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def on_gpu(self) -> bool:
+        return bool(self._gpu)
+
+    def check_model(self, model_hash: str, model_dir: str | Path = "the model") -> None:
+        """Refuse a model bundle other than the one this index was built with (BundleError)."""
+        check_model(self.info, model_hash, model_dir, self.index_dir)
+
+    @property
+    def count(self) -> int:
+        return self._indices["image"].ntotal
+
+    # ------------------------------------------------------------------ searching
+
+    def search(
+        self,
+        modality: str,
+        vectors: np.ndarray,
+        k: int,
+        restrict_to: np.ndarray | list[int] | None = None,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+        rerank: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest items of ``modality`` (``image`` or ``audio``) to each vector.
+
+        Returns (scores, rowids), both (len(vectors), k), best first: scores are cosine
+        similarities; rowid -1 (score -inf) pads when fewer than ``k`` items qualify.
+        ``restrict_to`` limits the results to those row ids (e.g. one split). ``nprobe``,
+        ``ef_search`` and ``rerank`` (IVF-PQ: re-score ``k * rerank`` candidates exactly; 1 turns
+        it off) override the bundle's defaults for this call only.
+        """
+        if modality not in self._indices:
+            raise BundleError(f"unknown modality {modality!r}; use image or audio")
+        if k < 1:
+            raise BundleError(f"k must be 1 or more, not {k}")
+        factor = rerank if rerank is not None else (self.params.rerank or 1)
+        fetch = k * factor if factor > 1 else k
+        restrict = None if restrict_to is None else np.asarray(restrict_to, dtype=np.int64)
+        if restrict is None and modality in self._gpu:
+            gpu_index, id_map = self._gpu[modality]
+            scores, ids = kinds.search(gpu_index, self.params, vectors, fetch, None, nprobe,
+                                       ef_search)
+            if id_map is not None:
+                ids = np.where(ids >= 0, id_map[np.maximum(ids, 0)], -1)
+        else:
+            scores, ids = kinds.search(self._indices[modality], self.params, vectors, fetch,
+                                       restrict, nprobe, ef_search)
+        if fetch > k:
+            return kinds.refine(vectors, ids, k, self._stored[modality], self._rowids)
+        return scores, ids
+
+    def vectors(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
+        """The stored embeddings of ``modality`` and their row ids (memory-mapped)."""
+        return self._stored[modality], self._rowids
+
+    # ------------------------------------------------------------------ items
+
+    def items(self, rowids: np.ndarray | list[int]) -> list[dict[str, Any] | None]:
+        """The items of ``rowids`` (id, media, time, labels, split, extra, corpus), in order;
+        None for -1 (padding) or a row id the bundle does not hold."""
+        return self.store.rows([int(r) for r in np.asarray(rowids).ravel()])
+
+    def item_by_id(self, item_id: str) -> dict[str, Any] | None:
+        return self.store.row_by_id(item_id)
+
+    def entries(self, rowids: list[int]) -> list[Entry]:
+        return self.store.entries(rowids)
+
+    def rowids(self, split: str | None = None) -> list[int]:
+        return self.store.rowids(split)
+
+
+def open_index(index_dir: str | Path, device: str = "cpu") -> SearchIndex:
+    return SearchIndex(index_dir, device)
+
+
+def _to_gpu(context: kinds.GpuContext, index: faiss.Index) -> tuple[faiss.Index, np.ndarray | None]:
+    """A GPU copy of a CPU index; an IDMap's inner index is moved alone and its ids kept here."""
+    if isinstance(index, faiss.IndexIDMap | faiss.IndexIDMap2):
+        inner = faiss.downcast_index(index.index)
+        return context.to_gpu(inner), faiss.vector_to_array(index.id_map).astype(np.int64)
+    return context.to_gpu(index), None
