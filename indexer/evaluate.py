@@ -18,10 +18,10 @@ import numpy as np
 
 from indexer.search import SearchIndex, open_index
 from models.errors import CorpusError
-from models.evaluation.dataset import load_retrieval_set, load_scene_set, split_items
+from models.evaluation.dataset import load_retrieval_set, split_items
 from models.evaluation.metrics import label_relevance
-from models.evaluation.run import cca_row
-from models.evaluation.scores import chance_table, localization_scores
+from models.evaluation.run import add_localization, cca_row
+from models.evaluation.scores import chance_table
 from models.item_media import InputSpec, media_keys
 from models.manifest import Item, read_manifest
 from models.runtime import ModelRuntime
@@ -102,13 +102,7 @@ def evaluate_index(
                     f"recall@10 of the {params.kind} index against exact search: "
                     + ", ".join(f"{name} {value:.3f}" for name, value in recall.items())
                 )
-        scenes = load_scene_set(corpus_dir, held_out, spec, progress)
-        if len(scenes.images):
-            grids = runtime.embed_images(scenes.images).grids
-            heats = runtime.heat_maps(grids, runtime.embed_audio(scenes.waves))
-            result["localization"] = localization_scores(list(heats), scenes.boxes)
-        else:
-            result["notes"].append("no scenes in this split: no localisation scores")
+        add_localization(result, runtime, corpus_dir, held_out, spec, progress)
     return result
 
 

@@ -45,6 +45,14 @@ def evaluate_bundle(
             result["notes"].append("no train split: the CCA row needs one and is left out")
         ndcg["model"] = retrieval_table(image_emb, audio_emb, data.image_labels, data.audio_labels)
         result["ndcg30"] = ndcg
+    add_localization(result, runtime, corpus_dir, held_out, spec, progress)
+    return result
+
+
+def add_localization(
+    result: dict, runtime: ModelRuntime, corpus_dir, held_out, spec: InputSpec, progress: bool
+) -> None:
+    """Score the held-out scenes (pointing game, cIoU) into ``result``, or note their absence."""
     scenes = load_scene_set(corpus_dir, held_out, spec, progress)
     if len(scenes.images):
         grids = runtime.embed_images(scenes.images).grids
@@ -52,7 +60,6 @@ def evaluate_bundle(
         result["localization"] = localization_scores(list(heats), scenes.boxes)
     else:
         result["notes"].append("no scenes in this split: no localisation scores")
-    return result
 
 
 def cca_row(corpus_dir, train_items, spec: InputSpec, test, progress: bool) -> dict[str, float]:
