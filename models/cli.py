@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "models.export_cli",
     "indexer.cli",
     "models.evaluation.cli",
+    "service.cli",
 )
 
 

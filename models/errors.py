@@ -13,6 +13,10 @@ class MediaError(AvsearchError):
     """Media that cannot be used: corrupt, empty, silent, unsupported, missing a track, bad time."""
 
 
+class UnsupportedMediaError(MediaError):
+    """Media of a kind or format avsearch does not read (as opposed to a damaged file)."""
+
+
 class CorpusError(AvsearchError):
     """A corpus folder or manifest that cannot be read."""
 

@@ -35,7 +35,7 @@ import av.stream
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from models.errors import MediaError
+from models.errors import MediaError, UnsupportedMediaError
 
 Source = str | os.PathLike[str] | bytes
 
@@ -125,8 +125,8 @@ def load_image(source: Source) -> np.ndarray:
             img.load()  # decoding is lazy: truncated data only shows up here
             return _to_rgb(ImageOps.exif_transpose(img))
     except UnidentifiedImageError as e:
-        raise MediaError(f"unsupported image: {desc} is not an image Pillow can read; "
-                         f"{_IMAGE_HINT}") from e
+        raise UnsupportedMediaError(f"unsupported image: {desc} is not an image Pillow can read; "
+                                    f"{_IMAGE_HINT}") from e
     except Image.DecompressionBombError as e:
         raise MediaError(f"{desc} is too large to decode ({e}); "
                          f"resize it below {MAX_IMAGE_PIXELS // 1_000_000} megapixels") from e
@@ -188,16 +188,17 @@ def _open_av(target: str | bytes, desc: str) -> Iterator[av.container.InputConta
     try:
         container = av.open(io.BytesIO(target) if isinstance(target, bytes) else target, "r")
     except _AV_ERRORS + (ValueError,) as e:
-        raise MediaError(f"unsupported media: {desc} cannot be read as audio or video "
-                         f"({_reason(e)}); {_AUDIO_HINT}") from e
+        raise UnsupportedMediaError(f"unsupported media: {desc} cannot be read as audio or video "
+                                    f"({_reason(e)}); {_AUDIO_HINT}") from e
     with container:
         name = container.format.name
         if name.endswith("_pipe") or name in _IMAGE_FORMATS:
-            raise MediaError(f"unsupported media: {desc} is an image, not audio or video; "
-                             f"{_AUDIO_HINT}")
+            raise UnsupportedMediaError(
+                f"unsupported media: {desc} is an image, not audio or video; {_AUDIO_HINT}")
         if name in _NOT_AV_FORMATS:
-            raise MediaError(f"unsupported media: {desc} is not audio or video "
-                             f"(it looks like {container.format.long_name}); {_AUDIO_HINT}")
+            raise UnsupportedMediaError(
+                f"unsupported media: {desc} is not audio or video "
+                f"(it looks like {container.format.long_name}); {_AUDIO_HINT}")
         try:
             yield container
         except _AV_ERRORS as e:
@@ -259,8 +260,8 @@ def _duration(target: str | bytes, desc: str, need_video: bool = False) -> float
             _video_stream(container, desc)
             _audio_stream(container, desc)
         elif not _video_streams(container) and not container.streams.audio:
-            raise MediaError(f"unsupported media: {desc} has neither audio nor video; "
-                             f"{_AUDIO_HINT}")
+            raise UnsupportedMediaError(f"unsupported media: {desc} has neither audio nor video; "
+                                        f"{_AUDIO_HINT}")
         duration = _metadata_duration(container)
         if duration is None:
             duration = _demuxed_duration(container)
@@ -291,8 +292,8 @@ def sniff_kind(source: Source) -> Literal["image", "audio", "video"]:
             return "video"
         if container.streams.audio:
             return "audio"
-    raise MediaError(f"unsupported media: {desc} has neither audio nor video; "
-                     f"{_AUDIO_HINT}, or {_IMAGE_HINT}")
+    raise UnsupportedMediaError(f"unsupported media: {desc} has neither audio nor video; "
+                                f"{_AUDIO_HINT}, or {_IMAGE_HINT}")
 
 
 def _check_time(t: float | None, duration: float, desc: str) -> float:

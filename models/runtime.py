@@ -46,13 +46,19 @@ class ImageEmbeddings:
 class ModelRuntime:
     """Both towers of one model bundle, as ONNX Runtime sessions."""
 
-    def __init__(self, model_dir: str | Path, device: str = "auto", batch_size: int = 64) -> None:
+    def __init__(self, model_dir: str | Path, device: str = "auto", batch_size: int = 64,
+                 intra_op_threads: int | None = None) -> None:
+        """``intra_op_threads``: ONNX Runtime's threads per run (default: one per core); a
+        server answering several queries at once runs each on fewer threads."""
         self.model_dir = Path(model_dir)
         self.info: ModelInfo = read_model_info(self.model_dir)
         self.batch_size = batch_size
         providers = choose_providers(device)
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if intra_op_threads is not None:
+            options.intra_op_num_threads = intra_op_threads
+            options.inter_op_num_threads = 1
         self._image = self._session(self.info.image.file, options, providers)
         self._audio = self._session(self.info.audio.file, options, providers)
         self.provider = self._image.get_providers()[0]

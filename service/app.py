@@ -1,0 +1,67 @@
+"""The FastAPI application: ``create_app(settings)``; nothing is created at import time."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import faiss
+from fastapi import FastAPI
+
+from service import errors
+from service.limits import UploadLimit
+from service.metrics import Metrics, MetricsMiddleware
+from service.routes import admin, health, items, localize, search
+from service.settings import Settings
+from service.state import AppState
+from service.workers import Workers
+
+DESCRIPTION = """
+Cross-modal search between images and sounds, and localisation of the sounding object in a
+frame, with AVE-Net / AVOL-Net embeddings ("Objects that Sound").
+
+Upload an image, a sound or a clip to `/v1/search`, or start from an indexed item with
+`/v1/search/by-id/{id}`; localise with `/v1/localize`. Errors are JSON:
+`{"error": {"code": ..., "message": ...}}`.
+"""
+
+
+def create_app(settings: Settings, wait_until_loaded: bool = False) -> FastAPI:
+    """The app for ``settings``. The model and the index load in the background at start-up
+    (``/readyz`` answers 503 until then) unless ``wait_until_loaded``."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        faiss.omp_set_num_threads(settings.faiss_threads)  # process-wide: set here, once
+        state = AppState(settings, metrics, Workers(settings.workers, settings.max_queue))
+        metrics.watch_index(state.index_sizes)
+        app.state.avsearch = state
+        loader = threading.Thread(target=state.load, name="avsearch-load", daemon=True)
+        loader.start()
+        if wait_until_loaded:
+            loader.join()
+        try:
+            yield
+        finally:
+            loader.join()
+            state.close()
+
+    app = FastAPI(title="avsearch", version=_version(), description=DESCRIPTION,
+                  lifespan=lifespan)
+    errors.install(app)
+    for module in (search, localize, items, admin, health):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("avsearch")
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -1,0 +1,121 @@
+"""Queries as plain functions of the model runtime and an index: decode, embed, search.
+
+Nothing here knows about HTTP; the routes call these in a worker thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from indexer.search import SearchIndex
+from models import media
+from models.errors import MediaError, UnsupportedMediaError
+from models.runtime import ModelRuntime
+
+Kind = Literal["image", "audio", "video"]
+Direction = Literal["im2aud", "aud2im", "im2im", "aud2aud"]
+Modality = Literal["image", "audio"]
+
+SIDES: dict[str, tuple[Modality, Modality]] = {
+    "im2aud": ("image", "audio"),
+    "aud2im": ("audio", "image"),
+    "im2im": ("image", "image"),
+    "aud2aud": ("audio", "audio"),
+}
+"""Each direction's (query side, searched side)."""
+
+DEFAULT_DIRECTION: dict[str, Direction] = {"image": "im2aud", "audio": "aud2im", "video": "aud2im"}
+"""An image looks for sounds, a sound for images; a clip's sound looks for images."""
+
+
+@dataclass(frozen=True, eq=False)
+class Upload:
+    """A decoded upload: a frame, a sound, or both (a clip, taken at ``time``)."""
+
+    kind: Kind
+    frame: np.ndarray | None = None  # uint8 HxWx3 RGB, as uploaded
+    audio: np.ndarray | None = None  # float32 mono window at the model's rate
+    time: float | None = None
+    duration: float | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    rowid: int
+    score: float
+    item: dict
+
+
+def decode(data: bytes, runtime: ModelRuntime, t: float | None = None,
+           expect: Kind | None = None) -> Upload:
+    """Decode uploaded bytes (kind judged by content); ``expect`` refuses any other kind."""
+    kind = media.sniff_kind(data)
+    if expect is not None and kind != expect:
+        raise UnsupportedMediaError(
+            f"expected {_a(expect)} here, but the uploaded file is {_a(kind)}")
+    if kind == "image":
+        if t is not None:
+            raise MediaError("t (a time in seconds) only applies to a clip or a sound, "
+                             "not to an image")
+        return Upload("image", frame=media.load_image(data))
+    if kind == "audio":
+        duration = media.media_duration(data)
+        wave = media.load_audio(data, runtime.sample_rate, runtime.window_s, t)
+        return Upload("audio", audio=wave, time=_moment(t, duration), duration=duration)
+    clip = media.load_clip(data, runtime.sample_rate, runtime.window_s, t, reject_silent=True)
+    return Upload("video", frame=clip.frame, audio=clip.audio, time=clip.time,
+                  duration=clip.duration)
+
+
+def _a(kind: str) -> str:
+    return {"image": "an image", "audio": "a sound", "video": "a clip (video)"}[kind]
+
+
+def _moment(t: float | None, duration: float) -> float:
+    return duration / 2 if t is None else t
+
+
+def check_direction(kind: Kind, direction: Direction) -> None:
+    """A query side the upload has: an image has no sound to search with, and so on."""
+    side = SIDES[direction][0]
+    if side == "image" and kind == "audio":
+        raise MediaError(f"direction {direction} starts from an image, but the upload is a "
+                         "sound; use aud2im or aud2aud, or upload an image or a clip")
+    if side == "audio" and kind == "image":
+        raise MediaError(f"direction {direction} starts from a sound, but the upload is an "
+                         "image; use im2aud or im2im, or upload a sound or a clip")
+
+
+def embed(runtime: ModelRuntime, upload: Upload, side: Modality) -> np.ndarray:
+    """The (1, D) embedding of the upload's frame or sound."""
+    if side == "image":
+        assert upload.frame is not None
+        return runtime.embed_images([upload.frame]).embeddings
+    assert upload.audio is not None
+    return runtime.embed_audio(upload.audio[None, :])
+
+
+def stored_vector(index: SearchIndex, rowid: int, side: Modality) -> np.ndarray:
+    """An indexed item's stored (1, D) embedding."""
+    vectors, rowids = index.vectors(side)
+    at = int(np.searchsorted(rowids, rowid))
+    if at >= len(rowids) or int(rowids[at]) != rowid:
+        raise KeyError(rowid)
+    return np.asarray(vectors[at : at + 1], dtype=np.float32)
+
+
+def search(index: SearchIndex, vector: np.ndarray, modality: Modality, k: int,
+           exclude: int | None = None) -> list[Hit]:
+    """The ``k`` best items of ``modality``; ``exclude`` leaves out one row (the query item)."""
+    fetch = min(k + (exclude is not None), max(index.count, 1))
+    scores, rowids = index.search(modality, vector, fetch)
+    pairs = [(float(s), int(r)) for s, r in zip(scores[0], rowids[0], strict=True)
+             if r >= 0 and r != exclude][:k]
+    items = index.items([r for _, r in pairs])
+    return [Hit(rank, rowid, score, item)
+            for rank, ((score, rowid), item) in enumerate(zip(pairs, items, strict=True), 1)
+            if item is not None]

@@ -1,0 +1,112 @@
+"""``/v1/items``: an indexed item's metadata and media.
+
+Media paths come from the index's item store and are resolved inside the item's corpus folder;
+a path that would leave it is refused (``models.manifest.resolve``).
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+import wave
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Path
+from fastapi.responses import FileResponse, Response
+from PIL import Image
+
+from models import media
+from models.manifest import resolve
+from service.deps import ReadyEngine, State
+from service.engine import Engine
+from service.errors import ApiError
+from service.links import item_out
+from service.schemas import ErrorResponse, ItemOut
+
+router = APIRouter(prefix="/v1/items", tags=["items"])
+
+ItemId = Annotated[str, Path(description="the item's id, as in the manifest")]
+_NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such item, or its media is "
+                                                             "missing"}}
+
+
+def _item(engine: Engine, item_id: str) -> dict[str, Any]:
+    with engine.lease() as index:
+        item = index.item_by_id(item_id)
+    if item is None:
+        raise ApiError(404, "unknown_item", f"no item {item_id!r} in the index")
+    return item
+
+
+def _file(item: dict[str, Any], relative: str) -> FilePath:
+    if not item.get("corpus"):
+        raise ApiError(404, "media_unavailable", f"item {item['id']!r} has no corpus folder")
+    path = resolve(item["corpus"], relative)
+    if not path.is_file():
+        raise ApiError(404, "media_unavailable", f"the media of item {item['id']!r} is missing "
+                       "from its corpus folder")
+    return path
+
+
+def _file_response(path: FilePath) -> FileResponse:
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=kind, headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get("/{item_id:path}/image", responses={200: {"content": {"image/png": {}}},
+                                                **_NOT_FOUND},
+            response_class=Response, summary="An item's image (a video item's frame, as PNG)")
+async def item_image(state: State, engine: ReadyEngine, item_id: ItemId) -> Response:
+    item = _item(engine, item_id)
+    if item.get("image"):
+        return _file_response(_file(item, item["image"]))
+    return await state.workers.run(_video_frame_png, item, _file(item, item["video"]))
+
+
+@router.get("/{item_id:path}/audio", responses={200: {"content": {"audio/wav": {}}},
+                                                **_NOT_FOUND},
+            response_class=Response, summary="An item's sound (a video item's window, as WAV)")
+async def item_audio(state: State, engine: ReadyEngine, item_id: ItemId) -> Response:
+    item = _item(engine, item_id)
+    if item.get("audio"):
+        return _file_response(_file(item, item["audio"]))
+    rate, window = engine.runtime.sample_rate, engine.runtime.window_s
+    return await state.workers.run(_video_window_wav, item, _file(item, item["video"]), rate,
+                                   window)
+
+
+@router.get("/{item_id:path}/video", responses={200: {"content": {"video/mp4": {}}},
+                                                **_NOT_FOUND},
+            response_class=Response, summary="A video item's whole video file")
+async def item_video(engine: ReadyEngine, item_id: ItemId) -> Response:
+    item = _item(engine, item_id)
+    if not item.get("video"):
+        raise ApiError(404, "media_unavailable", f"item {item_id!r} is not a video item")
+    return _file_response(_file(item, item["video"]))
+
+
+@router.get("/{item_id:path}", response_model=ItemOut, responses=_NOT_FOUND,
+            summary="An item's metadata and media URLs")
+async def item_metadata(state: State, engine: ReadyEngine, item_id: ItemId) -> ItemOut:
+    return item_out(_item(engine, item_id), state.settings.public_url)
+
+
+def _video_frame_png(item: dict[str, Any], path: FilePath) -> Response:
+    clip = media.load_clip(path, 8000, 0.1, item["time"])
+    buffer = io.BytesIO()
+    Image.fromarray(clip.frame).save(buffer, format="PNG")
+    return Response(buffer.getvalue(), media_type="image/png")
+
+
+def _video_window_wav(item: dict[str, Any], path: FilePath, rate: int, window: float) -> Response:
+    samples = media.load_audio(path, rate, window, item["time"], reject_silent=False)
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.tobytes())
+    return Response(buffer.getvalue(), media_type="audio/wav")

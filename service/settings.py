@@ -1,0 +1,59 @@
+"""The service's configuration: read once at start-up, from flags and ``AVSEARCH_*`` variables.
+
+Every setting has an environment variable (``AVSEARCH_MODEL_DIR``, ``AVSEARCH_INDEX_DIR``, ...)
+so that a container is configured without flags; ``avsearch serve`` flags override them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class Settings(BaseSettings):
+    """What ``create_app`` needs; nothing else reads the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="AVSEARCH_", extra="ignore", frozen=True)
+
+    model_dir: Path = Field(description="the model bundle (image.onnx, audio.onnx, model.json)")
+    index_dir: Path = Field(description="the index bundle, as written by `avsearch index build`")
+    corpus_dir: Path | None = Field(
+        None, description="the corpus a reindex reads (default: the one the index was built from)")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    device: Device = Field("auto", description="where ONNX Runtime and FAISS run")
+    max_upload_mb: float = Field(25.0, gt=0, description="largest upload accepted (413 above)")
+    workers: int = Field(
+        default_factory=lambda: max(1, os.cpu_count() or 1), ge=1,
+        description="queries embedded and searched at once (threads)")
+    onnx_threads: int = Field(1, ge=1, description="ONNX Runtime threads per query")
+    faiss_threads: int = Field(1, ge=1, description="FAISS threads per search")
+    max_queue: int = Field(64, ge=1,
+                           description="queries waiting for a worker before 503 (busy)")
+    admin_token: SecretStr | None = Field(
+        None, description="bearer token of the admin API; unset: the admin API is off")
+    public_url: str = Field("", description="prefix of media URLs in answers (default: relative)")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("admin_token", "corpus_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("AVSEARCH_ADMIN_TOKEN must be at least 16 characters "
+                             "(e.g. `openssl rand -hex 32`)")
+        return value
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)

@@ -1,0 +1,64 @@
+"""What one app holds while it runs: its settings and, once loaded, the engine and jobs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from models.errors import AvsearchError
+from service.engine import Engine
+from service.jobs import Jobs, ReindexConfig
+from service.metrics import Metrics
+from service.settings import Settings
+from service.workers import Workers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    metrics: Metrics
+    workers: Workers
+    engine: Engine | None = None
+    jobs: Jobs | None = None
+    load_error: str | None = None
+    loaded: threading.Event = field(default_factory=threading.Event)
+
+    def load(self) -> None:
+        """Load the model and the index (in a thread: the app answers /healthz meanwhile)."""
+        settings = self.settings
+        try:
+            engine = Engine.load(settings.model_dir, settings.index_dir, settings.device,
+                                 settings.onnx_threads)
+        except AvsearchError as exc:
+            self.load_error = str(exc)
+            log.error("the model or the index could not be loaded: %s", exc)
+        except Exception as exc:  # keep the process up and say why in /readyz
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.exception("the model or the index could not be loaded")
+        else:
+            self.jobs = Jobs(engine, ReindexConfig(
+                model_dir=settings.model_dir, index_dir=settings.index_dir,
+                corpus_dir=settings.corpus_dir, device=settings.device))
+            self.engine = engine
+            log.info("ready: model %s on %s, index %s (%d items, FAISS on %s)",
+                     engine.runtime.content_hash, engine.runtime.provider,
+                     engine.index.info.build_id, engine.index.count,
+                     "GPU" if engine.index.on_gpu else "CPU")
+        finally:
+            self.loaded.set()
+
+    def index_sizes(self) -> dict[str, float]:
+        if self.engine is None:
+            return {}
+        info = self.engine.index.info
+        return {"items": info.counts.get("items", 0), "image": info.counts.get("image", 0),
+                "audio": info.counts.get("audio", 0)}
+
+    def close(self) -> None:
+        if self.jobs is not None:
+            self.jobs.wait(timeout=5)
+        if self.engine is not None:
+            self.engine.close()
