@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import BundleError, CorpusError, MediaError, UnsupportedMediaError
+from service.queries import QueryError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(MediaError)
     async def _media(_: Request, exc: MediaError) -> JSONResponse:
         return error_response(400, "bad_media", str(exc))
+
+    @app.exception_handler(QueryError)
+    async def _query(_: Request, exc: QueryError) -> JSONResponse:
+        return error_response(422, "invalid_parameters", str(exc))
 
     @app.exception_handler(CorpusError)
     async def _corpus(_: Request, exc: CorpusError) -> JSONResponse:

@@ -72,7 +72,7 @@ class UploadLimit:
         megabytes = self.max_bytes / (1024 * 1024)
         body = json.dumps({"error": {
             "code": "too_large",
-            "message": f"the upload is larger than this server's limit of {megabytes:g} MB "
+            "message": f"the upload is larger than this server's limit of {megabytes:.3g} MB "
                        "(AVSEARCH_MAX_UPLOAD_MB); send a shorter clip or a smaller file",
         }}).encode()
         await send({"type": "http.response.start", "status": 413,

@@ -12,7 +12,7 @@ import numpy as np
 
 from indexer.search import SearchIndex
 from models import media
-from models.errors import MediaError, UnsupportedMediaError
+from models.errors import AvsearchError, UnsupportedMediaError
 from models.runtime import ModelRuntime
 
 Kind = Literal["image", "audio", "video"]
@@ -29,6 +29,10 @@ SIDES: dict[str, tuple[Modality, Modality]] = {
 
 DEFAULT_DIRECTION: dict[str, Direction] = {"image": "im2aud", "audio": "aud2im", "video": "aud2im"}
 """An image looks for sounds, a sound for images; a clip's sound looks for images."""
+
+
+class QueryError(AvsearchError):
+    """Parameters that do not fit the upload (a direction starting from a missing side)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +63,7 @@ def decode(data: bytes, runtime: ModelRuntime, t: float | None = None,
             f"expected {_a(expect)} here, but the uploaded file is {_a(kind)}")
     if kind == "image":
         if t is not None:
-            raise MediaError("t (a time in seconds) only applies to a clip or a sound, "
+            raise QueryError("t (a time in seconds) only applies to a clip or a sound, "
                              "not to an image")
         return Upload("image", frame=media.load_image(data))
     if kind == "audio":
@@ -83,10 +87,10 @@ def check_direction(kind: Kind, direction: Direction) -> None:
     """A query side the upload has: an image has no sound to search with, and so on."""
     side = SIDES[direction][0]
     if side == "image" and kind == "audio":
-        raise MediaError(f"direction {direction} starts from an image, but the upload is a "
+        raise QueryError(f"direction {direction} starts from an image, but the upload is a "
                          "sound; use aud2im or aud2aud, or upload an image or a clip")
     if side == "audio" and kind == "image":
-        raise MediaError(f"direction {direction} starts from a sound, but the upload is an "
+        raise QueryError(f"direction {direction} starts from a sound, but the upload is an "
                          "image; use im2aud or im2im, or upload a sound or a clip")
 
 

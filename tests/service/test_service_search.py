@@ -1,0 +1,124 @@
+"""Search over HTTP: every direction, from uploads of each kind and from indexed items."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from service_helpers import of_kind, upload
+
+DIRECTIONS = ("im2aud", "aud2im", "im2im", "aud2aud")
+
+
+def _pair(corpus: Path) -> dict:
+    return of_kind(corpus, "pair")[0]
+
+
+def _check_results(body: dict, k: int) -> None:
+    results = body["results"]
+    assert len(results) == k
+    assert [r["rank"] for r in results] == list(range(1, k + 1))
+    scores = [r["score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
+    assert all(-1.0001 <= s <= 1.0001 for s in scores)
+    for result in results:
+        assert result["id"] and result["media"]["image"].endswith("/image")
+    timing = body["timing"]
+    assert timing["total_ms"] >= timing["embed_ms"] >= 0
+
+
+@pytest.mark.parametrize(("kind", "direction"), [
+    ("image", "im2aud"), ("image", "im2im"), ("audio", "aud2im"), ("audio", "aud2aud")])
+def test_search_upload_in_each_direction(server: httpx.Client, service_corpus: Path, kind: str,
+                                         direction: str) -> None:
+    pair = _pair(service_corpus)
+    path = service_corpus / pair[kind]
+    answer = server.post("/v1/search", files=upload(path), data={"direction": direction, "k": 5})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["query"]["kind"] == kind and body["query"]["direction"] == direction
+    _check_results(body, 5)
+
+
+def test_same_media_finds_itself_first(server: httpx.Client, service_corpus: Path) -> None:
+    pair = _pair(service_corpus)
+    for kind, direction in (("image", "im2im"), ("audio", "aud2aud")):
+        answer = server.post("/v1/search", files=upload(service_corpus / pair[kind]),
+                             data={"direction": direction, "k": 3}).json()
+        assert answer["results"][0]["score"] == pytest.approx(1.0, abs=1e-3)
+        best = server.get(f"/v1/items/{answer['results'][0]['id']}").json()
+        assert best["labels"] == pair["labels"]
+
+
+def test_default_direction_follows_the_upload(server: httpx.Client, service_corpus: Path) -> None:
+    pair = _pair(service_corpus)
+    image = server.post("/v1/search", files=upload(service_corpus / pair["image"])).json()
+    sound = server.post("/v1/search", files=upload(service_corpus / pair["audio"])).json()
+    assert image["query"]["direction"] == "im2aud" and image["k"] == 10
+    assert sound["query"]["direction"] == "aud2im"
+    assert sound["query"]["duration"] > 0
+
+
+def test_cross_modal_answers_mostly_share_the_digit(server: httpx.Client,
+                                                   service_corpus: Path) -> None:
+    """The pretrained model on real recordings: most top-5 sounds say the digit shown."""
+    pairs = of_kind(service_corpus, "pair")[:10]
+    agree = total = 0
+    for pair in pairs:
+        body = server.post("/v1/search", files=upload(service_corpus / pair["image"]),
+                           data={"k": 5}).json()
+        agree += sum(r["labels"] == pair["labels"] for r in body["results"])
+        total += len(body["results"])
+    assert agree / total > 0.5, f"{agree}/{total} answers share the digit"
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_clip_upload(server: httpx.Client, service_corpus: Path, direction: str) -> None:
+    clip = of_kind(service_corpus, "clip")[0]
+    path = service_corpus / clip["video"]
+    assert path.suffix == ".mp4"
+    answer = server.post("/v1/search", files=upload(path),
+                         data={"direction": direction, "k": 4, "t": 0.5})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["query"]["kind"] == "video" and body["query"]["time"] == 0.5
+    _check_results(body, 4)
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_search_by_id(server: httpx.Client, service_corpus: Path, direction: str) -> None:
+    pair = _pair(service_corpus)
+    answer = server.post(f"/v1/search/by-id/{pair['id']}", params={"direction": direction,
+                                                                    "k": 6})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["query"] == {"kind": "item", "direction": direction, "id": pair["id"],
+                             "time": None, "duration": None}
+    _check_results(body, 6)
+    ids = [r["id"] for r in body["results"]]
+    if direction in ("im2im", "aud2aud"):
+        assert pair["id"] not in ids  # the item itself is not an answer
+
+
+def test_by_id_matches_the_upload_of_its_media(server: httpx.Client,
+                                               service_corpus: Path) -> None:
+    pair = _pair(service_corpus)
+    by_id = server.post(f"/v1/search/by-id/{pair['id']}", params={"k": 5}).json()
+    by_upload = server.post("/v1/search", files=upload(service_corpus / pair["image"]),
+                            data={"k": 5}).json()
+    assert [r["id"] for r in by_id["results"]] == [r["id"] for r in by_upload["results"]]
+    for a, b in zip(by_id["results"], by_upload["results"], strict=True):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+
+
+def test_result_media_can_be_fetched(server: httpx.Client, service_corpus: Path) -> None:
+    pair = _pair(service_corpus)
+    body = server.post("/v1/search", files=upload(service_corpus / pair["image"]),
+                       data={"k": 2}).json()
+    for result in body["results"]:
+        image = server.get(result["media"]["image"])
+        sound = server.get(result["media"]["audio"])
+        assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+        assert sound.status_code == 200 and sound.headers["content-type"].startswith("audio/")
+        assert image.content[:8] == b"\x89PNG\r\n\x1a\n" and sound.content[:4] == b"RIFF"
