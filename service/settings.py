@@ -19,7 +19,8 @@ Device = Literal["auto", "cpu", "cuda"]
 class Settings(BaseSettings):
     """What ``create_app`` needs; nothing else reads the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="AVSEARCH_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="AVSEARCH_", extra="ignore", frozen=True,
+                                      env_ignore_empty=True)
 
     model_dir: Path = Field(description="the model bundle (image.onnx, audio.onnx, model.json)")
     index_dir: Path = Field(description="the index bundle, as written by `avsearch index build`")
@@ -40,11 +41,6 @@ class Settings(BaseSettings):
         None, description="bearer token of the admin API; unset: the admin API is off")
     public_url: str = Field("", description="prefix of media URLs in answers (default: relative)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-
-    @field_validator("admin_token", "corpus_dir", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
     @field_validator("admin_token")
     @classmethod

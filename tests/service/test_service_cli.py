@@ -1,0 +1,68 @@
+"""``avsearch serve``: a real process configured by flags and environment variables."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from service_helpers import PRETRAINED, REPO, free_port, of_kind, upload
+
+
+def _serve(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "models.cli", "serve", *args], cwd=REPO,
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_serve_from_environment_variables(service_index: Path, service_corpus: Path) -> None:
+    port = free_port()
+    process = _serve([], env={"AVSEARCH_MODEL_DIR": str(PRETRAINED),
+                              "AVSEARCH_INDEX_DIR": str(service_index),
+                              "AVSEARCH_PORT": str(port), "AVSEARCH_WORKERS": "2"})
+    try:
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            while True:
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "not ready in 60 s"
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+            pair = of_kind(service_corpus, "pair")[0]
+            answer = client.post("/v1/search", files=upload(service_corpus / pair["audio"]))
+            assert answer.status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    # uvicorn shuts down gracefully, then re-raises the signal it caught (the shell's view).
+    assert process.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete" in output
+    assert f"serving on http://127.0.0.1:{port}" in output
+
+
+@pytest.mark.parametrize(("args", "env", "expected"), [
+    (["--model", "/nowhere/model", "--index", "/nowhere/index"], {}, "/nowhere/model"),
+    (["--model", str(PRETRAINED), "--index", "/nowhere/index"], {}, "/nowhere/index"),
+    ([], {"AVSEARCH_MODEL_DIR": "", "AVSEARCH_INDEX_DIR": ""}, "model_dir"),
+    (["--model", str(PRETRAINED), "--index", "x"], {"AVSEARCH_PORT": "http"}, "port"),
+    (["--model", str(PRETRAINED), "--index", "x"], {"AVSEARCH_ADMIN_TOKEN": "short"},
+     "at least 16 characters"),
+])
+def test_serve_refuses_bad_settings_in_one_line(args: list[str], env: dict[str, str],
+                                                expected: str) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AVSEARCH_")}
+    result = subprocess.run([sys.executable, "-m", "models.cli", "serve", *args], cwd=REPO,
+                            env={**clean, **env}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("avsearch serve: error:"), result.stderr
+    assert expected in lines[0]
