@@ -42,10 +42,18 @@ def create_app(settings: Settings, wait_until_loaded: bool = False) -> FastAPI:
         loader.start()
         if wait_until_loaded:
             loader.join()
+        stop = threading.Event()
+        watcher = threading.Thread(target=state.watch_index, args=(stop,),
+                                   name="avsearch-watch", daemon=True)
+        if settings.reload_interval > 0:
+            watcher.start()
         try:
             yield
         finally:
+            stop.set()
             loader.join()
+            if watcher.is_alive():
+                watcher.join()
             state.close()
 
     app = FastAPI(title="avsearch", version=_version(), description=DESCRIPTION,

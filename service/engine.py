@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from indexer.bundle import resolve_bundle
 from indexer.search import SearchIndex, open_index
 from models.runtime import ModelRuntime
 
@@ -68,7 +69,10 @@ class Engine:
         The new version is opened and checked against the model before anything changes, so a
         bundle that cannot be used leaves the old one serving (and the error is raised).
         """
-        fresh = open_index(index_dir or self.index.index_dir, device=self.device)
+        index_dir = index_dir or self.index.index_dir
+        if resolve_bundle(index_dir) == self.index.root:
+            return self.index  # already serving this version
+        fresh = open_index(index_dir, device=self.device)
         try:
             fresh.check_model(self.runtime.content_hash, self.runtime.model_dir)
         except BaseException:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
                            description="queries waiting for a worker before 503 (busy)")
     admin_token: SecretStr | None = Field(
         None, description="bearer token of the admin API; unset: the admin API is off")
+    reload_interval: float = Field(
+        10.0, ge=0, description="seconds between checks for a new index version written by "
+                                "`avsearch index build|add|remove` (0: never)")
     public_url: str = Field("", description="prefix of media URLs in answers (default: relative)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from indexer.bundle import resolve_bundle
 from models.errors import AvsearchError
 from service.engine import Engine
 from service.jobs import Jobs, ReindexConfig
@@ -49,6 +51,28 @@ class AppState:
                      "GPU" if engine.index.on_gpu else "CPU")
         finally:
             self.loaded.set()
+
+    def watch_index(self, stop: threading.Event) -> None:
+        """Swap in a new version of the index bundle when another process (the indexer CLI, a
+        compose one-shot job) switches INDEX_DIR; check every ``reload_interval`` seconds."""
+        interval = self.settings.reload_interval
+        refused: Path | None = None  # a version that failed to load: not retried every time
+        while not stop.wait(interval):
+            engine = self.engine
+            if engine is None:
+                continue
+            current = None
+            try:
+                current = resolve_bundle(self.settings.index_dir)
+                if current != engine.index.root and current != refused:
+                    log.info("INDEX_DIR now points to %s: swapping it in", current.name)
+                    engine.reload(self.settings.index_dir)
+            except AvsearchError as exc:
+                refused = current
+                log.warning("the new index version cannot be used, the old one keeps "
+                            "serving: %s", exc)
+            except Exception:  # keep watching; the old index keeps serving
+                log.exception("checking the index bundle for a new version failed")
 
     def index_sizes(self) -> dict[str, float]:
         if self.engine is None:

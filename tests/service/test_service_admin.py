@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
-from service_helpers import PRETRAINED, live_server, of_kind, upload
+from service_helpers import PRETRAINED, build_index, live_server, of_kind, upload
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -98,3 +98,21 @@ def test_admin_needs_the_token(server: httpx.Client, service_index: Path) -> Non
             assert answer.headers["www-authenticate"] == "Bearer"
         unknown = client.get("/v1/admin/jobs/nope", headers=AUTH)
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_job"
+
+
+def test_a_version_written_by_the_indexer_cli_is_swapped_in(
+        own_index: Path, service_corpus: Path, tmp_path: Path) -> None:
+    """`avsearch index build` into the serving INDEX_DIR (a batch rebuild from another process
+    or container) is picked up without a restart."""
+    corpus = _subset_corpus(service_corpus, tmp_path / "batch-corpus", 25)
+    with live_server(model_dir=PRETRAINED, index_dir=own_index, reload_interval=0.1) as client:
+        before = client.get("/readyz").json()["index"]
+        build_index(corpus, own_index)
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").json()["index"]["build_id"] == before["build_id"]:
+            assert time.monotonic() < deadline, "the new version was not picked up in 30 s"
+            time.sleep(0.1)
+        assert client.get("/readyz").json()["index"]["items"] == 25
+        answer = client.post("/v1/search", files=upload(corpus / of_kind(corpus, "pair")[0][
+            "image"]))
+        assert answer.status_code == 200 and answer.json()["index"] != before["build_id"]
