@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.queries import Direction, Kind
 
@@ -65,6 +65,24 @@ class Timing(BaseModel):
 
 
 class SearchResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "query": {"kind": "image", "direction": "im2aud", "id": None, "time": None,
+                  "duration": None},
+        "k": 2,
+        "results": [
+            {"rank": 1, "id": "pair-00090", "score": 0.751, "labels": ["7"], "time": None,
+             "media": {"image": "/v1/items/pair-00090/image",
+                       "audio": "/v1/items/pair-00090/audio", "video": None}},
+            {"rank": 2, "id": "clip-00003", "score": 0.749, "labels": ["7"], "time": 0.5,
+             "media": {"image": "/v1/items/clip-00003/image",
+                       "audio": "/v1/items/clip-00003/audio",
+                       "video": "/v1/items/clip-00003/video"}},
+        ],
+        "timing": {"decode_ms": 0.5, "embed_ms": 1.0, "search_ms": 0.8, "render_ms": None,
+                   "total_ms": 2.3},
+        "index": "20261126T005859-d3a019",
+    }]})
+
     query: QueryOut
     k: int
     results: list[HitOut]
@@ -81,6 +99,16 @@ class Peak(BaseModel):
 
 
 class LocalizeResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "kind": "pair", "time": 0.18, "width": 56, "height": 56,
+        "grid": [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.72, 0.5, 0.03, 0.02],
+                 [0.81, 0.22, 0.01, 0.01]],
+        "peak": {"row": 3, "col": 0, "x": 7.0, "y": 49.0, "score": 0.81},
+        "overlay_png": "iVBORw0KGgo...",
+        "timing": {"decode_ms": 6.3, "embed_ms": 2.3, "search_ms": 0.0, "render_ms": 1.4,
+                   "total_ms": 10.0},
+    }]})
+
     kind: Literal["video", "pair"]
     time: float | None = None
     width: int = Field(description="of the uploaded frame, in pixels")
@@ -108,12 +136,27 @@ class IndexStatus(BaseModel):
 
 
 class ReadyResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "ready": True,
+        "model": {"hash": "092d4b8664cbb2aa", "preset": "digits",
+                  "provider": "CPUExecutionProvider", "on_gpu": False},
+        "index": {"build_id": "20261126T005859-d3a019", "kind": "flat", "items": 5200,
+                  "vectors": {"image": 5200, "audio": 5200}, "on_gpu": False,
+                  "built_at": "2026-11-26T00:59:00+0000"},
+    }]})
+
     ready: bool
     model: ModelStatus
     index: IndexStatus
 
 
 class JobOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "9f0e4b7bf72e", "op": "reindex", "state": "running", "stage": "embedding",
+        "done": 1024, "total": 5200, "started_at": "2026-11-26T01:00:00+0000",
+        "finished_at": None, "message": None, "build_id": None,
+    }]})
+
     id: str
     op: Literal["reindex"] = "reindex"
     state: Literal["queued", "running", "succeeded", "failed"]
