@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 
 import faiss
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from service import errors
 from service.limits import UploadLimit
 from service.metrics import Metrics, MetricsMiddleware
-from service.routes import admin, health, items, localize, search
+from service.routes import admin, health, items, localize, page, search
 from service.settings import Settings
 from service.state import AppState
 from service.workers import Workers
@@ -59,8 +60,9 @@ def create_app(settings: Settings, wait_until_loaded: bool = False) -> FastAPI:
     app = FastAPI(title="avsearch", version=_version(), description=DESCRIPTION,
                   lifespan=lifespan)
     errors.install(app)
-    for module in (search, localize, items, admin, health):
+    for module in (search, localize, items, admin, health, page):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=page.WEB), name="static")
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
     return app

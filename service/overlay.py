@@ -11,7 +11,8 @@ from PIL import Image
 from models.runtime import ModelRuntime
 
 OVERLAY_MAX_SIDE = 512
-"""The overlay PNG is the uploaded frame scaled so that its longer side is at most this."""
+OVERLAY_MIN_SIDE = 256
+"""The overlay PNG is the uploaded frame scaled so that its longer side is between these."""
 
 # A perceptually ordered colour ramp (dark blue -> purple -> orange -> yellow), interpolated.
 _RAMP = np.array([[13, 8, 135], [126, 3, 168], [204, 71, 120], [248, 149, 64], [240, 249, 33]],
@@ -52,9 +53,11 @@ def colorize(heat: np.ndarray) -> np.ndarray:
 def overlay_png(frame: np.ndarray, grid: np.ndarray, opacity: float = 0.55) -> bytes:
     """The frame with the heat map blended over it (bilinear upsampling), as PNG bytes."""
     image = Image.fromarray(frame)
-    scale = min(1.0, OVERLAY_MAX_SIDE / max(image.size))
+    longest = max(image.size)
+    scale = min(max(longest, OVERLAY_MIN_SIDE), OVERLAY_MAX_SIDE) / longest
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    image = image.resize(size, Image.Resampling.BILINEAR) if scale < 1 else image
+    if size != image.size:
+        image = image.resize(size, Image.Resampling.BILINEAR)
     heat = Image.fromarray(grid.astype(np.float32), mode="F").resize(
         size, Image.Resampling.BILINEAR)
     colours = colorize(np.asarray(heat))
