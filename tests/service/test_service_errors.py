@@ -133,3 +133,27 @@ def test_still_serving_after_bad_input(server: httpx.Client, service_corpus: Pat
     good = server.post("/v1/search", files=upload(service_corpus / pair["image"]))
     assert good.status_code == 200
     assert server.get("/metrics").text.count('status="500"') == 0
+
+
+def test_a_burst_beyond_the_queue_is_refused_with_503(service_index: Path,
+                                                      service_corpus: Path) -> None:
+    """More queries than workers plus the queue: the rest get 503 busy at once, none fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clip = service_corpus / of_kind(service_corpus, "clip")[0]["video"]
+    with live_server(model_dir=PRETRAINED, index_dir=service_index, workers=1,
+                     max_queue=1) as client:
+        def one(_: int) -> httpx.Response:
+            with httpx.Client(base_url=client.base_url, timeout=60) as own:
+                return own.post("/v1/search", files=upload(clip))
+
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(one, range(24)))
+        statuses = [a.status_code for a in answers]
+        assert set(statuses) <= {200, 503}, statuses
+        assert 200 in statuses
+        busy = [a for a in answers if a.status_code == 503]
+        assert busy, "12 clients at once never filled one worker and a queue of one"
+        assert busy[0].json()["error"]["code"] == "busy"
+        assert busy[0].headers["retry-after"] == "1"
+        assert client.post("/v1/search", files=upload(clip)).status_code == 200
