@@ -262,9 +262,13 @@ def _duration(target: str | bytes, desc: str, need_video: bool = False) -> float
         elif not _video_streams(container) and not container.streams.audio:
             raise UnsupportedMediaError(f"unsupported media: {desc} has neither audio nor video; "
                                         f"{_AUDIO_HINT}")
-        duration = _metadata_duration(container)
-        if duration is None:
-            duration = _demuxed_duration(container)
+        return _container_duration(container, desc)
+
+
+def _container_duration(container: av.container.InputContainer, desc: str) -> float:
+    duration = _metadata_duration(container)
+    if duration is None:
+        duration = _demuxed_duration(container)
     if duration is None or duration <= 0:
         raise MediaError(f"{desc} is empty: it has no timestamped audio or video; "
                          f"re-record it, or {_AUDIO_HINT}")
@@ -294,6 +298,37 @@ def sniff_kind(source: Source) -> Literal["image", "audio", "video"]:
             return "audio"
     raise UnsupportedMediaError(f"unsupported media: {desc} has neither audio nor video; "
                                 f"{_AUDIO_HINT}, or {_IMAGE_HINT}")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a file holds, found by opening it once: its kind and, for audio or video, its
+    duration in seconds (pass it on to `load_audio` / `load_clip` to save a second look)."""
+
+    kind: Literal["image", "audio", "video"]
+    duration: float | None
+
+
+def probe(source: Source) -> Probe:
+    """The kind of media (judged by content) and its duration, from one look at the file."""
+    target, desc = _prepare(source)
+    try:
+        with Image.open(io.BytesIO(target) if isinstance(target, bytes) else target) as img:
+            if img.format != "MPEG":
+                return Probe("image", None)
+    except Image.DecompressionBombError:
+        return Probe("image", None)
+    except (UnidentifiedImageError, *_PIL_ERRORS):
+        pass
+    with _open_av(target, desc) as container:
+        if _video_streams(container):
+            kind: Literal["audio", "video"] = "video"
+        elif container.streams.audio:
+            kind = "audio"
+        else:
+            raise UnsupportedMediaError(f"unsupported media: {desc} has neither audio nor "
+                                        f"video; {_AUDIO_HINT}, or {_IMAGE_HINT}")
+        return Probe(kind, _container_duration(container, desc))
 
 
 def _check_time(t: float | None, duration: float, desc: str) -> float:
@@ -395,18 +430,20 @@ def _check_audio_args(sample_rate: int, window: float) -> None:
 
 
 def load_audio(source: Source, sample_rate: int, window: float = 1.0, t: float | None = None,
-               reject_silent: bool = True) -> np.ndarray:
+               reject_silent: bool = True, duration: float | None = None) -> np.ndarray:
     """The `window` seconds of audio centred on `t` (default: the middle), float32 mono.
 
     Reads WAV, FLAC, OGG (Vorbis/Opus), MP3 and the first audio track of a video. Returns
     exactly round(window * sample_rate) samples in [-1, 1]; where the window reaches past the
     start or end of the recording it is zero-padded on that side (so a short recording ends up
     centred). Raises MediaError for a `t` outside [0, duration], and, with `reject_silent`,
-    for a window whose peak is below `SILENCE_PEAK`.
+    for a window whose peak is below `SILENCE_PEAK`. `duration`: the file's, when `probe`
+    already found it.
     """
     _check_audio_args(sample_rate, window)
     target, desc = _prepare(source)
-    duration = _duration(target, desc)
+    if duration is None:
+        duration = _duration(target, desc)
     time = _check_time(t, duration, desc)
     return _audio_window(target, desc, int(sample_rate), window, time, reject_silent).samples
 
@@ -449,7 +486,7 @@ def _video_frame(target: str | bytes, desc: str, t: float, origin: float) -> np.
 
 
 def load_clip(source: Source, sample_rate: int, window: float = 1.0, t: float | None = None,
-              reject_silent: bool = False) -> Clip:
+              reject_silent: bool = False, duration: float | None = None) -> Clip:
     """The frame shown at `t` (default: the middle) and the audio window centred on it.
 
     The frame is the last one whose timestamp is <= t, as a player shows it; the audio is as
@@ -459,7 +496,8 @@ def load_clip(source: Source, sample_rate: int, window: float = 1.0, t: float | 
     """
     _check_audio_args(sample_rate, window)
     target, desc = _prepare(source)
-    duration = _duration(target, desc, need_video=True)
+    if duration is None:
+        duration = _duration(target, desc, need_video=True)
     time = _check_time(t, duration, desc)
     audio = _audio_window(target, desc, int(sample_rate), window, time, reject_silent)
     frame = _video_frame(target, desc, time, audio.origin)

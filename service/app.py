@@ -35,8 +35,13 @@ def create_app(settings: Settings, wait_until_loaded: bool = False) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        faiss.omp_set_num_threads(settings.faiss_threads)  # process-wide: set here, once
-        state = AppState(settings, metrics, Workers(settings.workers, settings.max_queue))
+        # OpenMP's thread count is per thread: set it here and in every worker thread.
+        def faiss_threads() -> None:
+            faiss.omp_set_num_threads(settings.faiss_threads)
+
+        faiss_threads()
+        workers = Workers(settings.workers, settings.max_queue, thread_setup=faiss_threads)
+        state = AppState(settings, metrics, workers)
         metrics.watch_index(state.index_sizes)
         app.state.avsearch = state
         loader = threading.Thread(target=state.load, name="avsearch-load", daemon=True)

@@ -57,7 +57,8 @@ class Hit:
 def decode(data: bytes, runtime: ModelRuntime, t: float | None = None,
            expect: Kind | None = None) -> Upload:
     """Decode uploaded bytes (kind judged by content); ``expect`` refuses any other kind."""
-    kind = media.sniff_kind(data)
+    found = media.probe(data)
+    kind = found.kind
     if expect is not None and kind != expect:
         raise UnsupportedMediaError(
             f"expected {_a(expect)} here, but the uploaded file is {_a(kind)}")
@@ -67,10 +68,12 @@ def decode(data: bytes, runtime: ModelRuntime, t: float | None = None,
                              "not to an image")
         return Upload("image", frame=media.load_image(data))
     if kind == "audio":
-        duration = media.media_duration(data)
-        wave = media.load_audio(data, runtime.sample_rate, runtime.window_s, t)
+        duration = found.duration if found.duration is not None else media.media_duration(data)
+        wave = media.load_audio(data, runtime.sample_rate, runtime.window_s, t,
+                                duration=duration)
         return Upload("audio", audio=wave, time=_moment(t, duration), duration=duration)
-    clip = media.load_clip(data, runtime.sample_rate, runtime.window_s, t, reject_silent=True)
+    clip = media.load_clip(data, runtime.sample_rate, runtime.window_s, t, reject_silent=True,
+                           duration=found.duration)
     return Upload("video", frame=clip.frame, audio=clip.audio, time=clip.time,
                   duration=clip.duration)
 

@@ -7,6 +7,7 @@ later request slow.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -19,11 +20,17 @@ T = TypeVar("T")
 
 
 class Workers:
-    def __init__(self, threads: int, max_waiting: int) -> None:
+    """``thread_setup`` runs once in each thread before its first job: per-thread settings
+    such as OpenMP's thread count (FAISS), which a call on another thread does not reach."""
+
+    def __init__(self, threads: int, max_waiting: int,
+                 thread_setup: Callable[[], None] | None = None) -> None:
         self.threads = threads
         self.max_waiting = max_waiting
         self._limiter = anyio.CapacityLimiter(threads)
         self._pending = 0
+        self._setup = thread_setup
+        self._local = threading.local()
 
     @property
     def pending(self) -> int:
@@ -36,6 +43,13 @@ class Workers:
                            "retry in a moment", headers={"Retry-After": "1"})
         self._pending += 1
         try:
-            return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+            return await anyio.to_thread.run_sync(self._call, function, args,
+                                                  limiter=self._limiter)
         finally:
             self._pending -= 1
+
+    def _call(self, function: Callable[..., T], args: tuple[object, ...]) -> T:
+        if self._setup is not None and not getattr(self._local, "ready", False):
+            self._setup()
+            self._local.ready = True
+        return function(*args)

@@ -380,6 +380,30 @@ def test_media_duration(media, speech):
         media_duration(media["png_rgb"])
 
 
+def test_probe_finds_kind_and_duration_in_one_look(media):
+    from models.media import probe
+
+    for key in ("wav", "flac", "mp3", "streamed_webm", "cover_mp3"):
+        found = probe(media[key])
+        assert found.kind == "audio", key
+        assert found.duration == pytest.approx(media_duration(media[key]), abs=1e-6), key
+    for key in ("mp4", "webm", "mkv", "mov", "mute_mp4"):
+        found = probe(media[key])
+        assert found.kind == "video" and found.duration == media_duration(media[key]), key
+    for key in ("png_rgb", "png_grey", "jpeg"):
+        assert probe(media[key]).kind == "image" and probe(media[key]).duration is None
+    with pytest.raises(MediaError, match="unsupported media"):
+        probe(media["text"])
+    with pytest.raises(MediaError, match="empty"):
+        probe(media["empty"])
+    found = probe(media["mp4"])  # a known duration skips the second look, same answer
+    given = load_clip(media["mp4"], RATE, t=0.4, duration=found.duration)
+    plain = load_clip(media["mp4"], RATE, t=0.4)
+    assert np.array_equal(given.audio, plain.audio) and np.array_equal(given.frame, plain.frame)
+    assert np.array_equal(load_audio(WAV, RATE, t=0.2, duration=probe(WAV).duration),
+                          load_audio(WAV, RATE, t=0.2))
+
+
 def test_audio_without_duration_in_header(media, speech):
     recording = media["streamed_webm"]  # bytes, as a browser would upload it
     assert media_duration(recording) == pytest.approx(len(speech) / RATE, abs=0.03)
