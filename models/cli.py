@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "indexer.cli",
     "models.evaluation.cli",
     "service.cli",
+    "service.demo",
 )
 
 

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Set up a CPU serving environment (no torch) and run the built-in demo: build the AV-digits
-# corpus with a held-out speaker and evaluate the pretrained model bundle on it.
-# Usage: bash scripts/demo.sh [DATA_DIR]   (default: $AVSEARCH_DATA or ../shared/data)
+# corpus from the sample in data/sample/, index it with the pretrained model bundle and serve it
+# (a search page at /, the API docs at /docs). Nothing is downloaded but PyPI packages.
+# Usage: bash scripts/demo.sh [avsearch demo flags, e.g. --port 8080 --host 0.0.0.0 --no-serve]
+# Environment: AVSEARCH_VENV (default .venv-demo), AVSEARCH_DEMO_DIR (default out/demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${AVSEARCH_VENV:-.venv-demo}
-DATA=${1:-${AVSEARCH_DATA:-../shared/data}}
 OUT=${AVSEARCH_DEMO_DIR:-out/demo}
 if [ ! -x "$VENV/bin/python" ]; then
+  echo "demo: creating the virtual environment $VENV" >&2
   python3 -m venv "$VENV"
 fi
+echo "demo: installing avsearch with its CPU runtime (onnxruntime, faiss-cpu) into $VENV" >&2
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[cpu]'
-"$VENV/bin/avsearch" corpus digits --source "$DATA" --out "$OUT/corpus" --split test \
-  --scenes 200 --overwrite
-"$VENV/bin/avsearch" eval --model models/pretrained/digits --corpus "$OUT/corpus" \
-  --json "$OUT/eval.json"
+exec "$VENV/bin/avsearch" demo --out "$OUT" "$@"

@@ -8,5 +8,6 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[cpu,train,test]'
-"$VENV/bin/ruff" check models indexer service tests bench
+"$VENV/bin/ruff" check models indexer service tests bench scripts
+"$VENV/bin/hadolint" Dockerfile
 exec "$VENV/bin/python" -m pytest "$@"
