@@ -73,6 +73,12 @@ def create_app(settings: Settings, wait_until_loaded: bool = False) -> FastAPI:
     return app
 
 
+def create_app_from_environment() -> FastAPI:
+    """The app of one process of a multi-process server (``avsearch serve --processes N``),
+    configured by the ``AVSEARCH_*`` variables the parent set."""
+    return create_app(Settings())
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from models.errors import AvsearchError
 
@@ -27,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, help="port (8000)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"],
                         help="ONNX Runtime and FAISS device (auto)")
-    parser.add_argument("--workers", type=int, help="queries answered at once (one per core)")
+    parser.add_argument("--workers", type=int,
+                        help="queries answered at once per process (one per core)")
+    parser.add_argument("--processes", type=int,
+                        help="server processes (1); each loads the model and the index")
     parser.add_argument("--max-upload-mb", type=float, help="largest upload (25)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(run=run_serve)
@@ -40,7 +44,7 @@ def load_settings(args: argparse.Namespace):
     from service.settings import Settings
 
     flags = {name: getattr(args, name) for name in (
-        "model_dir", "index_dir", "corpus_dir", "host", "port", "device", "workers",
+        "model_dir", "index_dir", "corpus_dir", "host", "port", "device", "workers", "processes",
         "max_upload_mb", "log_level") if getattr(args, name, None) is not None}
     try:
         return Settings(**flags)
@@ -63,10 +67,18 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     read_model_info(settings.model_dir)  # refuse a wrong path now, in one line
     resolve_bundle(settings.index_dir)
-    app = create_app(settings)
+    processes = f", {settings.processes} processes" if settings.processes > 1 else ""
     print(f"avsearch: serving on http://{settings.host}:{settings.port} "
-          f"(API docs at /docs; model {settings.model_dir}, index {settings.index_dir})",
-          flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=10)
+          f"(the page at /, API docs at /docs; model {settings.model_dir}, "
+          f"index {settings.index_dir}{processes})", flush=True)
+    common = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
+              "timeout_graceful_shutdown": 10}
+    if settings.processes == 1:
+        uvicorn.run(create_app(settings), **common)
+    else:  # uvicorn starts the processes; each builds its app from the environment
+        os.environ.update(settings.to_environment())
+        from service.nodelay import NoDelayHTTPProtocol
+
+        uvicorn.run("service.app:create_app_from_environment", factory=True,
+                    workers=settings.processes, http=NoDelayHTTPProtocol, **common)
     return 0

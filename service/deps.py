@@ -16,14 +16,14 @@ from service.state import AppState
 _bearer = HTTPBearer(auto_error=False, description="AVSEARCH_ADMIN_TOKEN")
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     return request.app.state.avsearch
 
 
 State = Annotated[AppState, Depends(get_state)]
 
 
-def get_engine(state: State) -> Engine:
+async def get_engine(state: State) -> Engine:
     if state.engine is None:
         why = state.load_error or "the model and the index are still loading"
         raise ApiError(503, "not_ready", f"not ready: {why}", headers={"Retry-After": "2"})
@@ -33,7 +33,7 @@ def get_engine(state: State) -> Engine:
 ReadyEngine = Annotated[Engine, Depends(get_engine)]
 
 
-def require_admin(
+async def require_admin(
     state: State,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Jobs:

@@ -7,11 +7,13 @@ version serves; a rebuild that fails leaves it serving and reports why. One rebu
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,12 @@ class ReindexConfig:
     device: str
     keep_versions: int = 2
 
+    @property
+    def state_dir(self) -> Path:
+        """Where jobs are recorded, so that every process of a multi-process server (and a
+        restarted one) can report them: ``.INDEX_DIR.jobs`` beside the index bundle."""
+        return self.index_dir.parent / f".{self.index_dir.name}.jobs"
+
 
 class JobBusy(Exception):
     """A rebuild is already running (its id is the message)."""
@@ -66,7 +74,10 @@ class Jobs:
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
-            return self._jobs.get(job_id)
+            job = self._jobs.get(job_id)
+        if job is not None:
+            return job
+        return _read_job(self.config.state_dir, job_id)
 
     def start(self, corpus_dir: Path | None = None) -> Job:
         with self._lock:
@@ -75,6 +86,7 @@ class Jobs:
                 raise JobBusy(running[0].id)
             job = Job(id=uuid.uuid4().hex[:12], started_at=_now())
             self._jobs[job.id] = job
+        _write_job(self.config.state_dir, job)
         corpus = corpus_dir or self.config.corpus_dir or Path(self.engine.index.info.corpus)
         thread = threading.Thread(target=self._run, args=(job.id, corpus),
                                   name=f"reindex-{job.id}", daemon=True)
@@ -89,7 +101,8 @@ class Jobs:
 
     def _update(self, job_id: str, **changes: object) -> None:
         with self._lock:
-            self._jobs[job_id] = replace(self._jobs[job_id], **changes)
+            job = self._jobs[job_id] = replace(self._jobs[job_id], **changes)
+        _write_job(self.config.state_dir, job)
 
     def _run(self, job_id: str, corpus: Path) -> None:
         try:
@@ -126,6 +139,26 @@ class Jobs:
             self._update(job_id, state="failed", stage="failed", finished_at=_now(),
                          message=f"{type(exc).__name__}: {exc}; the previous index is still "
                                  "serving")
+
+
+def _write_job(folder: Path, job: Job) -> None:
+    """Record a job (a temporary file, then a rename: readers never see half a record)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{job.id}.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(asdict(job)))
+        os.replace(tmp, folder / f"{job.id}.json")
+    except OSError as exc:  # the job still runs; only other processes cannot see it
+        log.warning("job %s could not be recorded in %s: %s", job.id, folder, exc)
+
+
+def _read_job(folder: Path, job_id: str) -> Job | None:
+    if not job_id.isalnum():  # ids are hex; nothing else may name a file
+        return None
+    try:
+        return Job(**json.loads((folder / f"{job_id}.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _now() -> str:

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     device: Device = Field("auto", description="where ONNX Runtime and FAISS run")
     max_upload_mb: float = Field(25.0, gt=0, description="largest upload accepted (413 above)")
+    processes: int = Field(
+        1, ge=1, description="server processes, each with its own model, index and workers "
+                             "(past the GIL: more throughput on several cores)")
     workers: int = Field(
         default_factory=lambda: max(1, os.cpu_count() or 1), ge=1,
         description="queries embedded and searched at once (threads)")
@@ -52,6 +55,19 @@ class Settings(BaseSettings):
             raise ValueError("AVSEARCH_ADMIN_TOKEN must be at least 16 characters "
                              "(e.g. `openssl rand -hex 32`)")
         return value
+
+    def to_environment(self) -> dict[str, str]:
+        """These settings as ``AVSEARCH_*`` variables (for the processes of a multi-process
+        server, which read their settings from the environment)."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"AVSEARCH_{name.upper()}"] = str(value)
+        return env
 
     @property
     def max_upload_bytes(self) -> int:

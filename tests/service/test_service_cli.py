@@ -20,23 +20,27 @@ def _serve(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pop
                             stderr=subprocess.STDOUT, text=True)
 
 
+def _wait_ready(client: httpx.Client, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, "not ready in 60 s"
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+
+
 def test_serve_from_environment_variables(service_index: Path, service_corpus: Path) -> None:
     port = free_port()
     process = _serve([], env={"AVSEARCH_MODEL_DIR": str(PRETRAINED),
                               "AVSEARCH_INDEX_DIR": str(service_index),
                               "AVSEARCH_PORT": str(port), "AVSEARCH_WORKERS": "2"})
     try:
-        deadline = time.monotonic() + 60
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            while True:
-                assert process.poll() is None, process.communicate()[0]
-                assert time.monotonic() < deadline, "not ready in 60 s"
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
+            _wait_ready(client, process)
             pair = of_kind(service_corpus, "pair")[0]
             answer = client.post("/v1/search", files=upload(service_corpus / pair["audio"]))
             assert answer.status_code == 200
@@ -47,6 +51,51 @@ def test_serve_from_environment_variables(service_index: Path, service_corpus: P
     assert process.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output
     assert f"serving on http://127.0.0.1:{port}" in output
+
+
+def test_several_processes_share_one_port_and_the_jobs(own_index: Path,
+                                                      service_corpus: Path) -> None:
+    """--processes 2: both answer; a reindex started in one is reported by either."""
+    port = free_port()
+    token = "several-processes-token-0123"
+    process = _serve(["--model", str(PRETRAINED), "--index", str(own_index), "--port",
+                      str(port), "--processes", "2"],
+                     env={"AVSEARCH_ADMIN_TOKEN": token, "AVSEARCH_RELOAD_INTERVAL": "0.2"})
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            _wait_ready(client, process)
+            pair = of_kind(service_corpus, "pair")[0]
+            for _ in range(6):  # new connections: the kernel spreads them over the processes
+                with httpx.Client(base_url=client.base_url, timeout=60) as fresh:
+                    answer = fresh.post("/v1/search", files=upload(service_corpus / pair["image"]))
+                    assert answer.status_code == 200, answer.text
+            job = client.post("/v1/admin/reindex", headers=auth).json()
+            deadline = time.monotonic() + 120
+            state = "queued"
+            while state not in ("succeeded", "failed"):
+                assert time.monotonic() < deadline, "the reindex did not finish"
+                with httpx.Client(base_url=client.base_url, timeout=60) as fresh:
+                    seen = fresh.get(f"/v1/admin/jobs/{job['id']}", headers=auth)
+                assert seen.status_code == 200, seen.text
+                state = seen.json()["state"]
+                time.sleep(0.2)
+            assert state == "succeeded", seen.json()
+            build_id = seen.json()["build_id"]
+            deadline = time.monotonic() + 30
+            while True:  # the other process picks the new version up by itself
+                ids = set()
+                for _ in range(4):
+                    with httpx.Client(base_url=client.base_url, timeout=60) as fresh:
+                        ids.add(fresh.get("/readyz").json()["index"]["build_id"])
+                if ids == {build_id}:
+                    break
+                assert time.monotonic() < deadline, ids
+                time.sleep(0.3)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    assert "2 processes" in output
 
 
 @pytest.mark.parametrize(("args", "env", "expected"), [

@@ -93,7 +93,8 @@ def test_click_a_result_to_search_from_it(page, service_corpus: Path) -> None:
     page.wait_for_selector("#results li")
     target = page.locator("#results li").nth(1).get_attribute("data-id")
     page.locator("#results li").nth(1).locator("button").click()
-    page.wait_for_function(f"document.getElementById('summary').textContent.includes('{target}')")
+    page.wait_for_function(
+        f"document.getElementById('summary').textContent.includes('for {target}')")
     assert "images for" in page.inner_text("#summary")  # a sound found images next
     assert page.locator("#results li").count() > 0
 
@@ -108,7 +109,8 @@ def test_keyboard_only(page, service_corpus: Path) -> None:
     button.focus()
     target = page.locator("#results li").first.get_attribute("data-id")
     page.keyboard.press("Enter")
-    page.wait_for_function(f"document.getElementById('summary').textContent.includes('{target}')")
+    page.wait_for_function(
+        f"document.getElementById('summary').textContent.includes('for {target}')")
 
 
 def test_phone_sized_screen(browser, server: httpx.Client, service_corpus: Path) -> None:
