@@ -15,8 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def data_dir() -> Path:
-    """The MNIST/FSDD folder: $AVSEARCH_DATA, else ../shared/data beside the repository."""
-    return Path(os.environ.get("AVSEARCH_DATA") or REPO.parent / "shared" / "data")
+    """The MNIST/FSDD folder: $AVSEARCH_DATA, else ../shared/data beside the repository, else
+    the sample kept in the repository (data/sample)."""
+    if os.environ.get("AVSEARCH_DATA"):
+        return Path(os.environ["AVSEARCH_DATA"])
+    shared = REPO.parent / "shared" / "data"
+    return shared if (shared / "mnist").is_dir() else REPO / "data" / "sample"
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,10 @@ from models.corpus.digits import DigitsCorpusConfig, build_digits_corpus
 from models.errors import CorpusError
 from models.manifest import read_manifest
 
-DATA = Path(
-    os.environ.get("AVSEARCH_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data"
-)
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("AVSEARCH_DATA")
+            or (SHARED if (SHARED / "mnist").is_dir() else REPO / "data" / "sample"))
 SPEAKERS = ("george", "jackson", "nicolas", "yweweler")
 MAX_IMAGES = 200
 MAX_TAKES = 3
@@ -32,12 +33,12 @@ pytestmark = pytest.mark.usefixtures("real_data")  # fails clearly when the data
 
 def _mnist() -> tuple[np.ndarray, np.ndarray]:
     """The first MAX_IMAGES images and labels, read independently of the code under test."""
-    with gzip.open(DATA / "mnist" / "t10k-first5000-images-idx3-ubyte.gz") as handle:
+    with gzip.open(next((DATA / "mnist").glob("*-images-idx3-ubyte.gz"))) as handle:
         data = handle.read()
     magic, count, rows, cols = struct.unpack(">iiii", data[:16])
     assert magic == 2051
     images = np.frombuffer(data, np.uint8, offset=16).reshape(count, rows, cols)
-    with gzip.open(DATA / "mnist" / "t10k-first5000-labels-idx1-ubyte.gz") as handle:
+    with gzip.open(next((DATA / "mnist").glob("*-labels-idx1-ubyte.gz"))) as handle:
         labels = np.frombuffer(handle.read(), np.uint8, offset=8)
     return images[:MAX_IMAGES], labels[:MAX_IMAGES]
 

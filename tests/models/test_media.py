@@ -27,9 +27,11 @@ from models.media import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("AVSEARCH_DATA") or REPO.parent / "shared" / "data")
+SHARED = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("AVSEARCH_DATA")
+            or (SHARED if (SHARED / "mnist").is_dir() else REPO / "data" / "sample"))
 WAV = DATA / "fsdd" / "recordings" / "3_jackson_0.wav"
-MNIST = DATA / "mnist" / "t10k-first5000-images-idx3-ubyte.gz"
+MNIST = next((DATA / "mnist").glob("*-images-idx3-ubyte.gz"), DATA / "mnist" / "missing")
 RATE = 8000  # the FSDD recording's native rate
 FPS = 25
 SIDE = 64
