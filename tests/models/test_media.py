@@ -527,3 +527,37 @@ def test_sniff_kind(media):
         sniff_kind(media["empty"])
     with pytest.raises(MediaError, match="no such file"):
         sniff_kind(media["text"].parent / "nothing.mp4")
+
+
+def test_plain_wav_path_equals_pyav(tmp_path):
+    """Mono 16-bit WAV at the model's rate skips PyAV; the window must be the same, sample for
+    sample, at every time, including the default middle and the padded ends."""
+    from models import media as m
+
+    recordings = sorted((DATA / "fsdd" / "recordings").glob("*.wav"))[::25]
+    assert recordings
+    for path in recordings:
+        duration = m._duration(str(path), "x")
+        assert m._pcm_wav(str(path))[1] == RATE
+        assert probe_duration(path) == pytest.approx(duration, abs=2e-6)
+        for t in (None, 0.0, 0.05, duration / 3, duration):
+            fast = load_audio(path, RATE, window=1.0, t=t, reject_silent=False)
+            time = duration / 2 if t is None else t
+            slow = m._audio_window(str(path), "x", RATE, 1.0, time, False).samples
+            assert np.array_equal(fast, slow), (path.name, t)
+    # Other rates, stereo and 8-bit files still go through PyAV.
+    stereo = tmp_path / "stereo.wav"
+    with wave.open(str(stereo), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes(np.zeros(2 * RATE, dtype="<i2").tobytes())
+    assert m._pcm_wav(str(stereo)) is None and m._wav_header(str(stereo)) is None
+    assert m._pcm_wav(str(recordings[0]))[1] != 16000  # resampled by PyAV at 16 kHz
+    assert len(load_audio(recordings[0], 16000, window=1.0)) == 16000
+
+
+def probe_duration(path: Path) -> float:
+    from models.media import probe
+
+    return probe(path).duration
