@@ -439,8 +439,8 @@ def _wav_header(target: str | bytes) -> tuple[int, int] | None:
             if reader is None or not _plain_pcm(reader):
                 return None
             return reader.getnframes(), reader.getframerate()
-    except (wave.Error, EOFError, OSError):
-        return None
+    except Exception:  # noqa: BLE001 the stdlib reader fails in untyped ways on damaged
+        return None  # files (RuntimeError, struct.error, ...); PyAV then judges the file
 
 
 def _pcm_wav(target: str | bytes) -> tuple[np.ndarray, int] | None:
@@ -452,8 +452,8 @@ def _pcm_wav(target: str | bytes) -> tuple[np.ndarray, int] | None:
                 return None
             frames = reader.readframes(reader.getnframes())
             rate = reader.getframerate()
-    except (wave.Error, EOFError, OSError):
-        return None
+    except Exception:  # noqa: BLE001 the stdlib reader fails in untyped ways on damaged
+        return None  # files (RuntimeError, struct.error, ...); PyAV then judges the file
     pcm = np.frombuffer(frames[: len(frames) // 2 * 2], dtype="<i2")
     if not len(pcm):
         return None  # PyAV says what is wrong with an empty track

@@ -561,3 +561,16 @@ def probe_duration(path: Path) -> float:
     from models.media import probe
 
     return probe(path).duration
+
+
+def test_damaged_wav_header_is_a_media_error():
+    """A RIFF/WAVE file whose chunks lie about their sizes: the stdlib reader raises untyped
+    errors; the answer is still MediaError (found by fuzzing the service)."""
+    from models.media import probe
+
+    damaged = (b"RIFF" + (1000).to_bytes(4, "little") + b"WAVE" + b"LIST"
+               + (2**31).to_bytes(4, "little") + b"\x00" * 64)
+    with pytest.raises(MediaError):
+        probe(damaged)
+    with pytest.raises(MediaError):
+        load_audio(damaged, RATE)
