@@ -76,6 +76,10 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Path]:
     cache = Path(args.cache)
     corpus, index = cache / f"corpus-{args.items}", cache / f"index-{args.items}"
     clips = cache / "clips"
+    if args.corpus is None:
+        args.corpus = str(cache / "demo" / "corpus")
+        if not (Path(args.corpus) / "manifest.jsonl").is_file():
+            run([AVSEARCH, "demo", "--no-serve", "--out", str(cache / "demo")])
     if not (clips / "manifest.jsonl").is_file():
         run([AVSEARCH, "corpus", "digits", "--source", args.data, "--out", str(clips),
              "--split", "test", "--clips", "40", "--max-images", "200", "--max-takes", "2",
@@ -315,8 +319,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=100_000, help="indexed items (100000)")
     parser.add_argument("--cache", default="out/bench-service", help="corpus and index cache")
-    parser.add_argument("--corpus", default="out/demo/corpus", help="corpus whose media to reuse")
-    parser.add_argument("--data", default="../shared/data", help="MNIST+FSDD (query clips)")
+    parser.add_argument("--corpus", help="corpus whose media to reuse (default: the demo's, "
+                        "built by `avsearch demo --no-serve` into CACHE/demo when absent)")
+    parser.add_argument("--data", default="data/sample", help="MNIST+FSDD (query clips)")
     parser.add_argument("--model", default="models/pretrained/digits")
     parser.add_argument("--seconds", type=float, default=10.0, help="longest run of a cell")
     parser.add_argument("--max-requests", type=int, default=2000, help="most requests a cell")
