@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from service.overlay import Localization
 from service.queries import Hit
-from service.schemas import HitOut, ItemOut, MediaLinks
+from service.schemas import ExplanationOut, HitOut, ItemOut, MediaLinks, Peak
 
 
 def media_links(item: dict[str, Any], base: str = "") -> MediaLinks:
@@ -21,7 +22,24 @@ def item_out(item: dict[str, Any], base: str = "") -> ItemOut:
                    media=media_links(item, base))
 
 
-def hit_out(hit: Hit, base: str = "") -> HitOut:
+def hit_out(hit: Hit, base: str = "", explanation: ExplanationOut | None = None) -> HitOut:
     return HitOut(rank=hit.rank, id=hit.item["id"], score=round(hit.score, 6),
                   labels=hit.item["labels"], time=hit.item["time"],
-                  media=media_links(hit.item, base))
+                  media=media_links(hit.item, base), explanation=explanation)
+
+
+def explanation_out(found: Localization, image: str, overlay: str | None = None
+                    ) -> ExplanationOut:
+    row, col = found.peak_cell
+    return ExplanationOut(
+        image=image, width=found.width, height=found.height,
+        grid=[[round(float(v), 5) for v in line] for line in found.grid],
+        peak=Peak(row=row, col=col, x=round(found.peak_xy[0], 2), y=round(found.peak_xy[1], 2),
+                  score=round(float(found.grid[row, col]), 5)),
+        overlay=overlay)
+
+
+def overlay_url(image_item: str, sound_item: str, base: str = "") -> str:
+    """The overlay of one indexed item's sound on another's image."""
+    return (f"{base}/v1/items/{quote(image_item, safe='')}/overlay"
+            f"?sound_of={quote(sound_item, safe='')}")

@@ -33,9 +33,15 @@ def localize(runtime: ModelRuntime, frame: np.ndarray, audio: np.ndarray) -> Loc
     image = runtime.embed_images([frame])
     sound = runtime.embed_audio(audio[None, :])
     grid = runtime.heat_maps(image.grids, sound)[0].astype(np.float32)
+    height, width = frame.shape[:2]
+    return with_peak(grid, width, height)
+
+
+def with_peak(grid: np.ndarray, width: int, height: int) -> Localization:
+    """A heat map and its best cell, placed in a frame of ``width`` x ``height`` pixels."""
+    grid = np.asarray(grid, dtype=np.float32)
     rows, cols = grid.shape
     row, col = np.unravel_index(int(np.argmax(grid)), grid.shape)
-    height, width = frame.shape[:2]
     # The model sees the frame resized to a square, so a cell covers 1/cols of the width.
     x = (col + 0.5) * width / cols
     y = (row + 0.5) * height / rows

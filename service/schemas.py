@@ -39,6 +39,26 @@ class ItemOut(BaseModel):
     media: MediaLinks
 
 
+class Peak(BaseModel):
+    row: int
+    col: int
+    x: float = Field(description="pixels from the left edge of the frame")
+    y: float = Field(description="pixels from the top edge of the frame")
+    score: float = Field(description="the peak cell's probability of holding the sound")
+
+
+class ExplanationOut(BaseModel):
+    """Where in the image of a cross-modal pair the sound comes from: in the query image for
+    im2aud, in the hit's image for aud2im."""
+
+    image: Literal["query", "hit"]
+    width: int
+    height: int
+    grid: list[list[float]] = Field(description="rows x columns of probabilities in [0, 1]")
+    peak: Peak
+    overlay: str | None = Field(None, description="URL of the PNG overlay (queries by id)")
+
+
 class HitOut(BaseModel):
     rank: int = Field(ge=1)
     id: str
@@ -46,6 +66,8 @@ class HitOut(BaseModel):
     labels: list[str]
     time: float | None = None
     media: MediaLinks
+    explanation: ExplanationOut | None = Field(
+        None, description="with explain=true, for im2aud and aud2im hits")
 
 
 class QueryOut(BaseModel):
@@ -61,6 +83,7 @@ class Timing(BaseModel):
     embed_ms: float
     search_ms: float
     render_ms: float | None = Field(None, description="drawing the overlay (localize)")
+    explain_ms: float | None = Field(None, description="the explanations (explain=true)")
     total_ms: float
 
 
@@ -88,14 +111,6 @@ class SearchResponse(BaseModel):
     results: list[HitOut]
     timing: Timing
     index: str = Field(description="the index version (build id) that answered")
-
-
-class Peak(BaseModel):
-    row: int
-    col: int
-    x: float = Field(description="pixels from the left edge of the uploaded frame")
-    y: float = Field(description="pixels from the top edge of the uploaded frame")
-    score: float = Field(description="the peak cell's probability of holding the sound")
 
 
 class LocalizeResponse(BaseModel):

@@ -13,7 +13,7 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse, Response
 from PIL import Image
 
@@ -22,7 +22,10 @@ from models.manifest import resolve
 from service.deps import ReadyEngine, State
 from service.engine import Engine
 from service.errors import ApiError
+from service.explain import item_frame
 from service.links import item_out
+from service.overlay import overlay_png, with_peak
+from service.queries import stored_vector
 from service.schemas import ErrorResponse, ItemOut
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
@@ -87,10 +90,37 @@ async def item_video(engine: ReadyEngine, item_id: ItemId) -> Response:
     return _file_response(_file(item, item["video"]))
 
 
+@router.get("/{item_id:path}/overlay", responses={200: {"content": {"image/png": {}}},
+                                                  **_NOT_FOUND},
+            response_class=Response,
+            summary="An item's image with the heat map of another item's sound over it")
+async def item_overlay(
+    state: State, engine: ReadyEngine, item_id: ItemId,
+    sound_of: Annotated[str, Query(description="the item whose sound to localise")],
+) -> Response:
+    item = _item(engine, item_id)
+    return await state.workers.run(_overlay_png, engine, item, sound_of)
+
+
 @router.get("/{item_id:path}", response_model=ItemOut, responses=_NOT_FOUND,
             summary="An item's metadata and media URLs")
 async def item_metadata(state: State, engine: ReadyEngine, item_id: ItemId) -> ItemOut:
     return item_out(_item(engine, item_id), state.settings.public_url)
+
+
+def _overlay_png(engine: Engine, item: dict[str, Any], sound_of: str) -> Response:
+    with engine.lease() as index:
+        sound_item = index.item_by_id(sound_of)
+        if sound_item is None:
+            raise ApiError(404, "unknown_item", f"no item {sound_of!r} in the index")
+        sound = stored_vector(index, sound_item["rowid"], "audio")
+    runtime = engine.runtime
+    frame = item_frame(item, runtime)
+    grid = runtime.heat_maps(runtime.embed_images([frame]).grids, sound)[0]
+    found = with_peak(grid, frame.shape[1], frame.shape[0])
+    return Response(overlay_png(frame, found.grid), media_type="image/png", headers={
+        "X-Peak-X": f"{found.peak_xy[0]:.1f}", "X-Peak-Y": f"{found.peak_xy[1]:.1f}",
+        "X-Peak-Score": f"{float(found.grid[found.peak_cell]):.4f}"})
 
 
 def _video_frame_png(item: dict[str, Any], path: FilePath) -> Response:

@@ -10,7 +10,8 @@ from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from service.deps import ReadyEngine, State
 from service.engine import Engine
 from service.errors import ApiError
-from service.links import hit_out
+from service.explain import explain_aud2im, explain_im2aud, item_frame
+from service.links import explanation_out, hit_out, overlay_url
 from service.queries import (
     DEFAULT_DIRECTION,
     SIDES,
@@ -31,6 +32,8 @@ _ERRORS = ERROR_RESPONSES
 K = Annotated[int, Form(ge=1, le=MAX_K, description="how many results (1-100)")]
 T = Annotated[float | None, Form(ge=0, description="seconds into a clip or sound "
                                                      "(default: its middle)")]
+ExplainForm = Annotated[bool, Form(
+    description="for im2aud and aud2im: where in the image the sound comes from, per hit")]
 DirectionForm = Annotated[Direction | None, Form(
     description="im2aud, aud2im, im2im or aud2aud; default: im2aud for an image, aud2im for a "
                 "sound or a clip")]
@@ -50,35 +53,55 @@ async def search_upload(
     direction: DirectionForm = None,
     k: K = 10,
     t: T = None,
+    explain: ExplainForm = False,
 ) -> SearchResponse:
     data = await file.read()
     return await state.workers.run(_search_upload, state.settings.public_url, engine, data,
-                                   direction, k, t, state.metrics.stage)
+                                   direction, k, t, explain, state.metrics.stage)
 
 
 def _search_upload(base: str, engine: Engine, data: bytes, direction: Direction | None, k: int,
-                   t: float | None, stage) -> SearchResponse:
+                   t: float | None, explain: bool, stage) -> SearchResponse:
     started = time.perf_counter()
-    upload = decode(data, engine.runtime, t)
+    runtime = engine.runtime
+    upload = decode(data, runtime, t)
     direction = direction or DEFAULT_DIRECTION[upload.kind]
     check_direction(upload.kind, direction)
     decoded = time.perf_counter()
     query_side, searched = SIDES[direction]
-    vector = embed(engine.runtime, upload, query_side)
+    query_grid = None
+    if query_side == "image" and explain and upload.frame is not None:
+        image = runtime.embed_images([upload.frame])
+        vector, query_grid = image.embeddings, image.grids[0]
+    else:
+        vector = embed(runtime, upload, query_side)
     embedded = time.perf_counter()
     with engine.lease() as index:
         hits = search(index, vector, searched, k)
         build_id = index.info.build_id
+        searched_at = time.perf_counter()
+        found: list = [None] * len(hits)
+        if explain and direction == "im2aud" and query_grid is not None:
+            assert upload.frame is not None
+            height, width = upload.frame.shape[:2]
+            found = explain_im2aud(runtime, index, query_grid, width, height, hits)
+    if explain and direction == "aud2im":
+        found = explain_aud2im(runtime, vector, hits)
     done = time.perf_counter()
     stage.labels("decode").observe(decoded - started)
     stage.labels("embed").observe(embedded - decoded)
-    stage.labels("search").observe(done - embedded)
+    stage.labels("search").observe(searched_at - embedded)
+    side = "query" if direction == "im2aud" else "hit"
+    results = [hit_out(h, base, explanation_out(f, side) if f is not None else None)
+               for h, f in zip(hits, found, strict=True)]
     return SearchResponse(
         query=QueryOut(kind=upload.kind, direction=direction, time=upload.time,
                        duration=upload.duration),
-        k=k, results=[hit_out(h, base) for h in hits], index=build_id,
+        k=k, results=results, index=build_id,
         timing=Timing(decode_ms=_ms(decoded - started), embed_ms=_ms(embedded - decoded),
-                      search_ms=_ms(done - embedded), total_ms=_ms(done - started)),
+                      search_ms=_ms(searched_at - embedded),
+                      explain_ms=_ms(done - searched_at) if explain else None,
+                      total_ms=_ms(done - started)),
     )
 
 
@@ -93,14 +116,17 @@ async def search_by_id(
     direction: Annotated[Direction, Query(description="im2aud, aud2im, im2im or aud2aud")]
     = "im2aud",
     k: Annotated[int, Query(ge=1, le=MAX_K, description="how many results (1-100)")] = 10,
+    explain: Annotated[bool, Query(description="for im2aud and aud2im: where in the image the "
+                                               "sound comes from, per hit")] = False,
 ) -> SearchResponse:
     return await state.workers.run(_search_by_id, state.settings.public_url, engine, item_id,
-                                   direction, k)
+                                   direction, k, explain)
 
 
 def _search_by_id(base: str, engine: Engine, item_id: str, direction: Direction,
-                  k: int) -> SearchResponse:
+                  k: int, explain: bool) -> SearchResponse:
     started = time.perf_counter()
+    runtime = engine.runtime
     query_side, searched = SIDES[direction]
     with engine.lease() as index:
         item = index.item_by_id(item_id)
@@ -112,10 +138,29 @@ def _search_by_id(base: str, engine: Engine, item_id: str, direction: Direction,
         exclude = item["rowid"] if query_side == searched else None
         hits = search(index, vector, searched, k, exclude=exclude)
         build_id = index.info.build_id
+        searched_at = time.perf_counter()
+        found: list = [None] * len(hits)
+        if explain and direction == "im2aud":
+            frame = item_frame(item, runtime)
+            grid = runtime.embed_images([frame]).grids[0]
+            found = explain_im2aud(runtime, index, grid, frame.shape[1], frame.shape[0], hits)
+    if explain and direction == "aud2im":
+        found = explain_aud2im(runtime, vector, hits)
     done = time.perf_counter()
+    results = []
+    for hit, where in zip(hits, found, strict=True):
+        explanation = None
+        if where is not None:
+            image_item, sound_item = ((item_id, hit.item["id"]) if direction == "im2aud"
+                                      else (hit.item["id"], item_id))
+            explanation = explanation_out(where, "query" if direction == "im2aud" else "hit",
+                                          overlay_url(image_item, sound_item, base))
+        results.append(hit_out(hit, base, explanation))
     return SearchResponse(
         query=QueryOut(kind="item", direction=direction, id=item_id, time=item["time"]),
-        k=k, results=[hit_out(h, base) for h in hits], index=build_id,
+        k=k, results=results, index=build_id,
         timing=Timing(decode_ms=0.0, embed_ms=_ms(looked_up - started),
-                      search_ms=_ms(done - looked_up), total_ms=_ms(done - started)),
+                      search_ms=_ms(searched_at - looked_up),
+                      explain_ms=_ms(done - searched_at) if explain else None,
+                      total_ms=_ms(done - started)),
     )
