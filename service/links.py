@@ -7,7 +7,8 @@ from urllib.parse import quote
 
 from service.overlay import Localization
 from service.queries import Hit
-from service.schemas import ExplanationOut, HitOut, ItemOut, MediaLinks, Peak
+from service.schemas import ExplanationOut, HitOut, ItemOut, MediaLinks, MomentOut, Peak
+from service.timeline import Moment
 
 
 def media_links(item: dict[str, Any], base: str = "") -> MediaLinks:
@@ -28,15 +29,25 @@ def hit_out(hit: Hit, base: str = "", explanation: ExplanationOut | None = None)
                   media=media_links(hit.item, base), explanation=explanation)
 
 
+def peak_out(found: Localization) -> Peak:
+    row, col = found.peak_cell
+    return Peak(row=row, col=col, x=round(found.peak_xy[0], 2), y=round(found.peak_xy[1], 2),
+                score=round(float(found.grid[row, col]), 5))
+
+
+def grid_out(found: Localization) -> list[list[float]]:
+    return [[round(float(v), 5) for v in line] for line in found.grid]
+
+
+def moments_out(moments: list[Moment]) -> list[MomentOut]:
+    return [MomentOut(time=m.time, score=round(m.score, 5), peak=peak_out(m.found))
+            for m in moments]
+
+
 def explanation_out(found: Localization, image: str, overlay: str | None = None
                     ) -> ExplanationOut:
-    row, col = found.peak_cell
-    return ExplanationOut(
-        image=image, width=found.width, height=found.height,
-        grid=[[round(float(v), 5) for v in line] for line in found.grid],
-        peak=Peak(row=row, col=col, x=round(found.peak_xy[0], 2), y=round(found.peak_xy[1], 2),
-                  score=round(float(found.grid[row, col]), 5)),
-        overlay=overlay)
+    return ExplanationOut(image=image, width=found.width, height=found.height,
+                          grid=grid_out(found), peak=peak_out(found), overlay=overlay)
 
 
 def overlay_url(image_item: str, sound_item: str, base: str = "") -> str:

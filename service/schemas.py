@@ -70,12 +70,21 @@ class HitOut(BaseModel):
         None, description="with explain=true, for im2aud and aud2im hits")
 
 
+class MomentOut(BaseModel):
+    time: float = Field(description="the window's centre, seconds into the clip")
+    score: float = Field(description="the best cell's probability that the sound comes from "
+                                     "something in the frame then")
+    peak: Peak
+
+
 class QueryOut(BaseModel):
     kind: Kind | Literal["item"] = Field(description="what was uploaded, or item for by-id")
     direction: Direction
     id: str | None = Field(None, description="the item searched from (by-id)")
     time: float | None = Field(None, description="the moment of a clip or sound used")
     duration: float | None = Field(None, description="length of the uploaded clip or sound")
+    timeline: list[MomentOut] | None = Field(
+        None, description="with timeline=true: each window of the clip; the query is the best")
 
 
 class Timing(BaseModel):
@@ -131,6 +140,9 @@ class LocalizeResponse(BaseModel):
     grid: list[list[float]] = Field(description="rows x columns of probabilities in [0, 1]")
     peak: Peak
     overlay_png: str = Field(description="the frame with the heat map over it, PNG as base64")
+    timeline: list[MomentOut] | None = Field(
+        None, description="with timeline=true, each window of the clip (window: the model's "
+                          "length; every `hop` seconds)")
     timing: Timing
 
 

@@ -9,13 +9,17 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, UploadFile
 from fastapi.responses import Response
 
-from models.errors import MediaError
+from models import media
+from models.errors import MediaError, UnsupportedMediaError
 from service.deps import ReadyEngine, State
 from service.engine import Engine
 from service.errors import ApiError
+from service.links import grid_out, moments_out, peak_out
 from service.overlay import localize, overlay_png
-from service.queries import decode
-from service.schemas import ERROR_RESPONSES, LocalizeResponse, Peak, Timing
+from service.queries import QueryError, decode
+from service.schemas import ERROR_RESPONSES, LocalizeResponse, Timing
+from service.timeline import best
+from service.timeline import timeline as scan
 
 router = APIRouter(prefix="/v1", tags=["localize"])
 
@@ -54,7 +58,12 @@ async def localize_upload(
     file: Annotated[UploadFile | None, File(description="a clip (MP4, WebM, MKV, MOV)")] = None,
     image: Annotated[UploadFile | None, File(description="an image, with `audio`")] = None,
     audio: Annotated[UploadFile | None, File(description="a sound, with `image`")] = None,
-    t: Annotated[float | None, Form(ge=0, description="seconds into the clip or sound")] = None,
+    t: Annotated[float | None, Form(ge=0, description="seconds into the clip or sound "
+                                                       "(default: its middle, or with timeline "
+                                                       "the best window)")] = None,
+    timeline: Annotated[bool, Form(description="score a clip window by window")] = False,
+    hop: Annotated[float, Form(gt=0, le=3600, description="seconds between windows of the "
+                                                          "timeline")] = 0.5,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response | LocalizeResponse:
     if file is not None and (image is not None or audio is not None):
@@ -68,7 +77,8 @@ async def localize_upload(
     else:
         assert image is not None and audio is not None
         uploads = (await image.read(), await audio.read())
-    answer, png = await state.workers.run(_localize, engine, uploads, t)
+    answer, png = await state.workers.run(_localize, engine, uploads, t,
+                                          hop if timeline else None)
     if wants_png(accept):
         peak = answer.peak
         return Response(png, media_type="image/png", headers={
@@ -78,9 +88,22 @@ async def localize_upload(
 
 
 def _localize(engine: Engine, uploads: tuple[bytes, ...], t: float | None,
-              ) -> tuple[LocalizeResponse, bytes]:
+              hop: float | None) -> tuple[LocalizeResponse, bytes]:
+    """``hop``: score the clip window by window (timeline), and by default localise in the
+    window where the sound most comes from the frame."""
     started = time.perf_counter()
     runtime = engine.runtime
+    moments = None
+    if hop is not None:
+        if len(uploads) != 1:
+            raise QueryError("timeline=true scores a clip window by window: upload a clip as "
+                             "`file`")
+        found_kind = media.probe(uploads[0])
+        if found_kind.kind != "video" or found_kind.duration is None:
+            raise UnsupportedMediaError("timeline=true needs a clip (a video with sound)")
+        moments = scan(runtime, uploads[0], found_kind.duration, hop)
+        if t is None:
+            t = best(moments).time
     if len(uploads) == 1:
         clip = decode(uploads[0], runtime, t, expect="video")
         frame, wave, kind, moment = clip.frame, clip.audio, "video", clip.time
@@ -95,13 +118,11 @@ def _localize(engine: Engine, uploads: tuple[bytes, ...], t: float | None,
     embedded = time.perf_counter()
     png = overlay_png(frame, found.grid)
     done = time.perf_counter()
-    row, col = found.peak_cell
     answer = LocalizeResponse(
         kind=kind, time=moment, width=found.width, height=found.height,
-        grid=[[round(float(v), 5) for v in line] for line in found.grid],
-        peak=Peak(row=row, col=col, x=round(found.peak_xy[0], 2), y=round(found.peak_xy[1], 2),
-                  score=round(float(found.grid[row, col]), 5)),
+        grid=grid_out(found), peak=peak_out(found),
         overlay_png=base64.b64encode(png).decode("ascii"),
+        timeline=moments_out(moments) if moments is not None else None,
         timing=Timing(decode_ms=round((decoded - started) * 1000, 3),
                       embed_ms=round((embedded - decoded) * 1000, 3),
                       search_ms=0.0, render_ms=round((done - embedded) * 1000, 3),

@@ -7,15 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 
+from models import media
 from service.deps import ReadyEngine, State
 from service.engine import Engine
 from service.errors import ApiError
 from service.explain import explain_aud2im, explain_im2aud, item_frame
-from service.links import explanation_out, hit_out, overlay_url
+from service.links import explanation_out, hit_out, moments_out, overlay_url
 from service.queries import (
     DEFAULT_DIRECTION,
     SIDES,
     Direction,
+    QueryError,
     check_direction,
     decode,
     embed,
@@ -23,6 +25,8 @@ from service.queries import (
     stored_vector,
 )
 from service.schemas import ERROR_RESPONSES, ErrorResponse, QueryOut, SearchResponse, Timing
+from service.timeline import best
+from service.timeline import timeline as scan
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
@@ -54,16 +58,31 @@ async def search_upload(
     k: K = 10,
     t: T = None,
     explain: ExplainForm = False,
+    timeline: Annotated[bool, Form(description="a clip: score it window by window and search "
+                                               "from the window where the sound most comes "
+                                               "from the frame (unless t is given)")] = False,
+    hop: Annotated[float, Form(gt=0, le=3600, description="seconds between windows of the "
+                                                          "timeline")] = 0.5,
 ) -> SearchResponse:
     data = await file.read()
     return await state.workers.run(_search_upload, state.settings.public_url, engine, data,
-                                   direction, k, t, explain, state.metrics.stage)
+                                   direction, k, t, explain, hop if timeline else None,
+                                   state.metrics.stage)
 
 
 def _search_upload(base: str, engine: Engine, data: bytes, direction: Direction | None, k: int,
-                   t: float | None, explain: bool, stage) -> SearchResponse:
+                   t: float | None, explain: bool, hop: float | None, stage) -> SearchResponse:
     started = time.perf_counter()
     runtime = engine.runtime
+    moments = None
+    if hop is not None:
+        found_kind = media.probe(data)
+        if found_kind.kind != "video" or found_kind.duration is None:
+            raise QueryError("timeline=true scores a clip window by window; the upload is "
+                             f"{'an image' if found_kind.kind == 'image' else 'a sound'}")
+        moments = scan(runtime, data, found_kind.duration, hop)
+        if t is None:
+            t = best(moments).time
     upload = decode(data, runtime, t)
     direction = direction or DEFAULT_DIRECTION[upload.kind]
     check_direction(upload.kind, direction)
@@ -96,7 +115,8 @@ def _search_upload(base: str, engine: Engine, data: bytes, direction: Direction 
                for h, f in zip(hits, found, strict=True)]
     return SearchResponse(
         query=QueryOut(kind=upload.kind, direction=direction, time=upload.time,
-                       duration=upload.duration),
+                       duration=upload.duration,
+                       timeline=moments_out(moments) if moments is not None else None),
         k=k, results=results, index=build_id,
         timing=Timing(decode_ms=_ms(decoded - started), embed_ms=_ms(embedded - decoded),
                       search_ms=_ms(searched_at - embedded),

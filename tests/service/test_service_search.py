@@ -94,7 +94,7 @@ def test_search_by_id(server: httpx.Client, service_corpus: Path, direction: str
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["query"] == {"kind": "item", "direction": direction, "id": pair["id"],
-                             "time": None, "duration": None}
+                             "time": None, "duration": None, "timeline": None}
     _check_results(body, 6)
     ids = [r["id"] for r in body["results"]]
     if direction in ("im2im", "aud2aud"):

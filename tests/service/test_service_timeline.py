@@ -1,0 +1,75 @@
+"""A clip scored window by window (timeline=true): the score peaks when the sound belongs to
+what is on screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from service_helpers import of_kind
+
+from models.corpus.clips import write_clip
+from models.media import load_audio
+
+RATE = 8000
+
+
+@pytest.fixture(scope="module")
+def changing_clip(service_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 s: a handwritten 3 on screen throughout; the sound says 7, 3, 7, 3, one a second."""
+    pairs = of_kind(service_corpus, "pair")
+    three = next(p for p in pairs if p["labels"] == ["3"])
+    sounds = {digit: next(p["audio"] for p in pairs if p["labels"] == [digit])
+              for digit in ("3", "7")}
+    seconds = [load_audio(service_corpus / sounds[d], RATE, window=1.0, reject_silent=False)
+               for d in ("7", "3", "7", "3")]
+    digit = np.asarray(Image.open(service_corpus / three["image"]).convert("RGB"))
+    frame = np.asarray(Image.fromarray(digit).resize((112, 112)))
+    path = tmp_path_factory.mktemp("timeline") / "three-with-7-3-7-3.mp4"
+    write_clip(path, frame, np.concatenate(seconds), RATE, duration=4.0)
+    return path
+
+
+def _scores(timeline: list[dict]) -> dict[float, float]:
+    return {round(moment["time"], 2): moment["score"] for moment in timeline}
+
+
+def test_localize_timeline_peaks_when_the_digit_on_screen_is_said(
+        server: httpx.Client, changing_clip: Path) -> None:
+    answer = server.post("/v1/localize", data={"timeline": "true", "hop": "0.5"},
+                         files={"file": (changing_clip.name, changing_clip.read_bytes())})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    scores = _scores(body["timeline"])
+    assert sorted(scores) == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    assert scores[1.5] > max(scores[0.5], scores[2.5])
+    assert scores[3.5] > max(scores[0.5], scores[2.5])
+    best = max(scores, key=scores.get)
+    assert best in (1.5, 3.5) and body["time"] == best  # localised in the best window
+    assert body["peak"]["score"] == pytest.approx(scores[best], abs=1e-4)
+
+
+def test_search_from_the_best_window(server: httpx.Client, changing_clip: Path) -> None:
+    answer = server.post("/v1/search", data={"timeline": "true", "direction": "aud2im", "k": 5},
+                         files={"file": (changing_clip.name, changing_clip.read_bytes())})
+    assert answer.status_code == 200, answer.text
+    query = answer.json()["query"]
+    assert query["time"] in (1.5, 3.5) and len(query["timeline"]) == 7
+    labels = [hit["labels"] for hit in answer.json()["results"]]
+    assert labels.count(["3"]) >= 3  # the window that says "three" finds threes
+
+
+def test_timeline_needs_a_clip_and_a_sane_hop(server: httpx.Client, service_corpus: Path,
+                                              changing_clip: Path) -> None:
+    image = service_corpus / of_kind(service_corpus, "pair")[0]["image"]
+    answer = server.post("/v1/search", data={"timeline": "true"},
+                         files={"file": (image.name, image.read_bytes())})
+    assert answer.status_code == 422 and "clip" in answer.json()["error"]["message"]
+    tiny_hop = server.post("/v1/localize", data={"timeline": "true", "hop": "0.001"},
+                           files={"file": (changing_clip.name, changing_clip.read_bytes())})
+    assert tiny_hop.status_code == 422 and "at most" in tiny_hop.json()["error"]["message"]
+    assert server.post("/v1/localize", data={"timeline": "true", "hop": "0"},
+                       files={"file": ("c.mp4", changing_clip.read_bytes())}).status_code == 422
