@@ -12,7 +12,7 @@ const DIRECTION_WORDS = {
 // After a search that returned images, a click on one looks for sounds, and the other way round.
 const NEXT_DIRECTION = { im2aud: "aud2im", aud2im: "im2aud", im2im: "im2aud", aud2aud: "aud2im" };
 
-const page = { file: null, pairAudio: null, busy: false };
+const page = { file: null, pairAudio: null, busy: false, queryImageUrl: null };
 
 class ApiError extends Error {}
 
@@ -61,7 +61,11 @@ async function loadStatus() {
 }
 
 function chooseFile(file) {
+  if (page.queryImageUrl) URL.revokeObjectURL(page.queryImageUrl);
+  page.queryImageUrl = file && file.type.startsWith("image/") ? URL.createObjectURL(file) : null;
   page.file = file;
+  $("t").value = "";
+  renderTimeline(null);
   $("file-name").textContent = file ? `${file.name} (${Math.ceil(file.size / 1024)} KB)` : "";
   showError("");
 }
@@ -74,7 +78,13 @@ function formFor(file) {
   form.append("k", $("k").value);
   const t = $("t").value;
   if (t !== "" && !file.type.startsWith("image/")) form.append("t", t);
+  form.append("explain", "true");
+  if (isClip(file) && t === "") form.append("timeline", "true");
   return form;
+}
+
+function isClip(file) {
+  return file.type.startsWith("video/") || /\.(mp4|webm|mkv|mov)$/i.test(file.name || "");
 }
 
 async function search() {
@@ -88,6 +98,9 @@ async function search() {
   try {
     const answer = await api("/v1/search", { method: "POST", body: formFor(page.file) });
     renderResults(answer);
+    if (answer.query.timeline) renderTimeline(answer.query.timeline, answer.query.time);
+    else if (isClip(page.file)) markChosen(answer.query.time);
+    else renderTimeline(null);
     await localizeFor(answer);
   } catch (error) {
     showError(error.message);
@@ -105,6 +118,7 @@ async function searchById(id, direction) {
     const answer = await api(`/v1/search/by-id/${encodeURIComponent(id)}?${params}`, { method: "POST" });
     renderResults(answer);
     $("where").hidden = true;
+    renderTimeline(null);
     $("results-title").focus();
   } catch (error) {
     showError(error.message);
@@ -176,7 +190,80 @@ function card(hit, direction) {
   image.addEventListener("click", () => searchById(hit.id, next));
 
   item.append(image, sound, facts, button);
+  if (hit.explanation) item.append(heatFigure(hit, direction));
   return item;
+}
+
+// A hit's explanation: the heat map over the image of the pair (the query image for im2aud,
+// the hit's image for aud2im), drawn on a canvas with the peak marked.
+function heatFigure(hit, direction) {
+  const explanation = hit.explanation;
+  const figure = document.createElement("figure");
+  figure.className = "heat";
+  const canvas = document.createElement("canvas");
+  canvas.width = 96;
+  canvas.height = 96;
+  canvas.setAttribute("role", "img");
+  const where = explanation.image === "query" ? "your image" : "this image";
+  canvas.setAttribute("aria-label",
+    `Where the sound comes from in ${where}: peak ${explanation.peak.score.toFixed(2)}`);
+  const caption = document.createElement("figcaption");
+  caption.textContent = `sound in ${where}: ${explanation.peak.score.toFixed(2)}`;
+  figure.append(canvas, caption);
+  const source = explanation.image === "query" ? page.queryImageUrl : hit.media.image;
+  drawHeat(canvas, source, explanation);
+  return figure;
+}
+
+function drawHeat(canvas, source, explanation) {
+  const context = canvas.getContext("2d");
+  const paint = (picture) => {
+    if (picture) context.drawImage(picture, 0, 0, canvas.width, canvas.height);
+    const rows = explanation.grid.length;
+    const cols = explanation.grid[0].length;
+    const w = canvas.width / cols;
+    const h = canvas.height / rows;
+    explanation.grid.forEach((line, r) => line.forEach((value, c) => {
+      context.fillStyle = `rgba(255, 140, 0, ${(0.7 * value).toFixed(3)})`;
+      context.fillRect(c * w, r * h, w, h);
+    }));
+    context.strokeStyle = "#ffffff";
+    context.lineWidth = 2;
+    context.strokeRect(explanation.peak.col * w + 1, explanation.peak.row * h + 1, w - 2, h - 2);
+  };
+  if (!source) { paint(null); return; }
+  const picture = new Image();
+  picture.onload = () => paint(picture);
+  picture.onerror = () => paint(null);
+  picture.src = source;
+}
+
+function markChosen(time) {
+  for (const bar of document.querySelectorAll("#timeline .bar")) {
+    bar.classList.toggle("chosen", Number(bar.dataset.time) === time);
+  }
+}
+
+// A clip's timeline: one bar a window, as high as the sound belongs to what is on screen.
+function renderTimeline(timeline, chosen) {
+  const strip = $("timeline");
+  if (!timeline || timeline.length < 2) { strip.hidden = true; strip.replaceChildren(); return; }
+  const bars = timeline.map((moment) => {
+    const bar = document.createElement("button");
+    bar.type = "button";
+    bar.className = "bar" + (moment.time === chosen ? " chosen" : "");
+    bar.dataset.time = String(moment.time);
+    bar.style.setProperty("--score", moment.score.toFixed(3));
+    bar.title = `${moment.time.toFixed(1)} s: ${moment.score.toFixed(2)}`;
+    bar.setAttribute("aria-label", `Search from ${moment.time.toFixed(1)} s (score ${moment.score.toFixed(2)})`);
+    bar.addEventListener("click", () => { $("t").value = moment.time; search(); });
+    return bar;
+  });
+  const label = document.createElement("p");
+  label.className = "timeline-label";
+  label.textContent = "When the sound belongs to what is on screen (click a moment to search from it):";
+  strip.replaceChildren(label, ...bars);
+  strip.hidden = false;
 }
 
 function renderResults(answer) {

@@ -13,8 +13,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see tests/indexer/conftes
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
-from service_helpers import PRETRAINED, build_index, live_server
+from PIL import Image
+from service_helpers import PRETRAINED, build_index, live_server, of_kind
+
+from models.corpus.clips import write_clip
+from models.media import load_audio
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +57,19 @@ def own_index(service_index: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "bundle"
     shutil.copytree(service_index.parent, copy, symlinks=True)
     return copy / service_index.name
+
+
+@pytest.fixture(scope="session")
+def changing_clip(service_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 s: a handwritten 3 on screen throughout; the sound says 7, 3, 7, 3, one a second."""
+    pairs = of_kind(service_corpus, "pair")
+    three = next(p for p in pairs if p["labels"] == ["3"])
+    sounds = {digit: next(p["audio"] for p in pairs if p["labels"] == [digit])
+              for digit in ("3", "7")}
+    seconds = [load_audio(service_corpus / sounds[d], 8000, window=1.0, reject_silent=False)
+               for d in ("7", "3", "7", "3")]
+    digit = np.asarray(Image.open(service_corpus / three["image"]).convert("RGB"))
+    frame = np.asarray(Image.fromarray(digit).resize((112, 112)))
+    path = tmp_path_factory.mktemp("timeline") / "three-with-7-3-7-3.mp4"
+    write_clip(path, frame, np.concatenate(seconds), 8000, duration=4.0)
+    return path

@@ -127,3 +127,27 @@ def test_phone_sized_screen(browser, server: httpx.Client, service_corpus: Path)
     box = tab.locator("#results li").first.bounding_box()
     assert box is not None and box["width"] <= 375
     context.close()
+
+
+def test_hits_show_their_heat_map(page, service_corpus: Path) -> None:
+    scene = service_corpus / of_kind(service_corpus, "scene")[0]["image"]
+    page.set_input_files("#file", str(scene))
+    page.click("#search")
+    page.wait_for_selector("#results li figure.heat canvas")
+    cards = page.locator("#results li")
+    assert page.locator("#results li figure.heat").count() == cards.count()
+    assert "sound in your image" in cards.first.inner_text()
+
+
+def test_a_long_clip_shows_its_timeline(page, changing_clip: Path) -> None:
+    page.set_input_files("#file", str(changing_clip))
+    page.click("#search")
+    page.wait_for_selector("#timeline:not([hidden]) .bar")
+    bars = page.locator("#timeline .bar")
+    assert bars.count() == 7
+    chosen = page.locator("#timeline .bar.chosen").get_attribute("data-time")
+    assert float(chosen) in (1.5, 3.5)
+    bars.nth(0).click()  # search from the first second instead
+    page.wait_for_function("document.querySelector('#timeline .bar.chosen')?.dataset.time "
+                           "=== '0.5'")
+    assert page.input_value("#t") == "0.5"
