@@ -128,6 +128,7 @@ class LocalizeResponse(BaseModel):
         "grid": [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.72, 0.5, 0.03, 0.02],
                  [0.81, 0.22, 0.01, 0.01]],
         "peak": {"row": 3, "col": 0, "x": 7.0, "y": 49.0, "score": 0.81},
+        "on_screen_probability": 0.81, "on_screen": True,
         "overlay_png": "iVBORw0KGgo...",
         "timing": {"decode_ms": 6.3, "embed_ms": 2.3, "search_ms": 0.0, "render_ms": 1.4,
                    "total_ms": 10.0},
@@ -135,6 +136,12 @@ class LocalizeResponse(BaseModel):
 
     kind: Literal["video", "pair"]
     time: float | None = None
+    on_screen_probability: float = Field(
+        description="how likely the sound comes from something in the frame: AVOL-Net's best "
+                    "cell (its sigmoid calibrated in training; not yet re-calibrated on "
+                    "held-out scenes)")
+    on_screen: bool = Field(description="on_screen_probability >= 0.5; when false the overlay "
+                                        "is the frame alone and the peak is only a guess")
     width: int = Field(description="of the uploaded frame, in pixels")
     height: int
     grid: list[list[float]] = Field(description="rows x columns of probabilities in [0, 1]")

@@ -22,6 +22,7 @@ def _run_digits(args: argparse.Namespace) -> int:
         test_speakers=args.test_speakers or (),
         test_image_share=args.test_image_share,
         scenes=args.scenes,
+        absent_share=args.absent_share,
         clips=args.clips,
         split=args.split,
         seed=args.seed,
@@ -78,6 +79,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0,
         metavar="N",
         help="2x2 localisation scenes per split (default 0)",
+    )
+    digits.add_argument(
+        "--absent-share",
+        type=float,
+        default=0.25,
+        metavar="F",
+        help="share of the scenes whose spoken digit is none of the four shown (off-screen; "
+        "marked absent in the manifest; default 0.25)",
     )
     digits.add_argument(
         "--clips", type=int, default=0, metavar="N", help="1 s mp4 clips per split (default 0)"

@@ -39,7 +39,7 @@ CLIP_SECONDS = 1.0
 CLIP_FPS = 25
 
 # One random stream per stage, so that e.g. asking for more scenes leaves the pairs unchanged.
-_STAGE_SPLIT, _STAGE_PAIRS, _STAGE_SCENES, _STAGE_CLIPS = 1, 2, 3, 4
+_STAGE_SPLIT, _STAGE_PAIRS, _STAGE_SCENES, _STAGE_CLIPS, _STAGE_ABSENT = 1, 2, 3, 4, 5
 
 NOTICE = """\
 # Notice
@@ -73,6 +73,7 @@ class DigitsCorpusConfig:
     test_speakers: tuple[str, ...] = ()
     test_image_share: float = 0.2
     scenes: int = 0
+    absent_share: float = 0.25
     clips: int = 0
     split: str | None = None
     seed: int = 0
@@ -90,6 +91,8 @@ class DigitsCorpusConfig:
                 "--split marks every item with one split and cannot be combined with "
                 "--test-speakers (which makes a train and a test split): use one of them"
             )
+        if not 0.0 <= self.absent_share < 1.0:
+            raise CorpusError(f"--absent-share must be in [0, 1), not {self.absent_share}")
         if not 0.0 <= self.test_image_share < 1.0:
             raise CorpusError(f"--test-image-share must be in [0, 1), not {self.test_image_share}")
         for name, value in (("--scenes", self.scenes), ("--clips", self.clips)):
@@ -296,17 +299,27 @@ def _plan(config: DigitsCorpusConfig, mnist: MnistImages, recordings: list[Recor
             number += 1
         counts[split]["pair"] = len(rows)
 
-    # Scenes: four different digits in a 2x2 grid, one of them spoken.
+    # Scenes: four different digits in a 2x2 grid, one of them spoken; or, for a share of them
+    # (`absent_share`), a fifth digit spoken that none of the four cells shows (off-screen).
+    # Absence is drawn from its own random stream, so the on-screen scenes stay the same.
     scenes: list[tuple[str, np.ndarray]] = []
     number = 0
     for split_number, (split, pool) in enumerate(pools.items()):
         rng = _rng(config.seed, _STAGE_SCENES, split_number)
+        absent_rng = _rng(config.seed, _STAGE_ABSENT, split_number)
         for _ in range(config.scenes):
             digits = [int(d) for d in rng.choice(len(DIGITS), size=4, replace=False)]
             indices = [int(rng.choice(pool.images[d])) for d in digits]
             cell = int(rng.integers(4))
             candidates = pool.recordings[digits[cell]]
             recording = candidates[int(rng.integers(len(candidates)))]
+            absent = bool(absent_rng.random() < config.absent_share)
+            if absent:
+                unseen = [d for d in range(len(DIGITS))
+                          if d not in digits and pool.recordings.get(d)]
+                spoken = unseen[int(absent_rng.integers(len(unseen)))]
+                candidates = pool.recordings[spoken]
+                recording = candidates[int(absent_rng.integers(len(candidates)))]
             canvas = np.zeros((2 * CELL, 2 * CELL), dtype=np.uint8)
             for position, index in enumerate(indices):
                 row, col = divmod(position, 2)
@@ -317,23 +330,24 @@ def _plan(config: DigitsCorpusConfig, mnist: MnistImages, recordings: list[Recor
             path = f"scenes/scene-{number:05d}.png"
             scenes.append((path, canvas))
             used_recordings[recording.name] = recording
+            extra: dict = {"kind": "scene", "speaker": recording.speaker, "grid": [2, 2]}
+            if absent:
+                extra.update({"absent": True, "cells": [str(d) for d in digits]})
+            else:
+                extra.update({
+                    "cell": cell,
+                    "cells": [str(d) for d in digits],
+                    "box": [col * CELL, row * CELL, (col + 1) * CELL, (row + 1) * CELL],
+                })
+            extra.update({"mnist_indices": indices, "take": recording.take})
             items.append(
                 Item(
                     id=f"scene-{number:05d}",
                     image=path,
                     audio=_audio_path(recording),
-                    labels=(str(digits[cell]),),
+                    labels=(str(spoken if absent else digits[cell]),),
                     split=split,
-                    extra={
-                        "kind": "scene",
-                        "speaker": recording.speaker,
-                        "grid": [2, 2],
-                        "cell": cell,
-                        "cells": [str(d) for d in digits],
-                        "box": [col * CELL, row * CELL, (col + 1) * CELL, (row + 1) * CELL],
-                        "mnist_indices": indices,
-                        "take": recording.take,
-                    },
+                    extra=extra,
                 )
             )
             number += 1
@@ -402,6 +416,7 @@ def _parameters(config: DigitsCorpusConfig) -> str:
         ("test image share", config.test_image_share if config.test_speakers else "n/a"),
         ("split", config.split or ("train/test" if config.test_speakers else "train")),
         ("scenes per split", config.scenes),
+        ("share of them with the spoken digit off-screen", config.absent_share),
         ("clips per split", config.clips),
         ("seed", config.seed),
         ("max images", config.max_images if config.max_images is not None else "all"),

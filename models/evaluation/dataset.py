@@ -44,8 +44,8 @@ def load_retrieval_set(
     images: dict[str, tuple[np.ndarray, frozenset[str]]] = {}
     waves: dict[str, tuple[np.ndarray, frozenset[str]]] = {}
     for item in tqdm(items, desc="decoding", unit="item", disable=not progress, leave=False):
-        if "box" in item.extra:
-            continue
+        if "box" in item.extra or item.extra.get("absent"):
+            continue  # scenes: several digits, or none of them spoken
         image_key, audio_key = media_keys(item)
         if image_key in images and audio_key in waves:
             continue
@@ -78,6 +78,21 @@ def load_scene_set(
         waves=_stack(waves, np.float32),
         boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
     )
+
+
+def load_offscreen_set(
+    corpus_dir: str | Path, items: Sequence[Item], spec: InputSpec, progress: bool = True
+) -> SceneSet:
+    """The scenes whose sound is of nothing in the frame (``absent``); no boxes."""
+    frames, waves = [], []
+    absent = [item for item in items if item.extra.get("absent")]
+    for item in tqdm(absent, desc="decoding off-screen scenes", disable=not progress,
+                     leave=False):
+        frame, wave = load_item(corpus_dir, item, spec)
+        frames.append(frame)
+        waves.append(wave)
+    return SceneSet(images=_stack(frames, np.uint8), waves=_stack(waves, np.float32),
+                    boxes=np.zeros((0, 4), dtype=np.float64))
 
 
 def _original_size(corpus_dir: str | Path, item: Item) -> tuple[int, int]:

@@ -7,8 +7,13 @@ from pathlib import Path
 
 from models.errors import CorpusError
 from models.evaluation.cca import CCA, raw_audio_features, raw_image_features
-from models.evaluation.dataset import load_retrieval_set, load_scene_set, split_items
-from models.evaluation.scores import chance_table, localization_scores, retrieval_table
+from models.evaluation.dataset import (
+    load_offscreen_set,
+    load_retrieval_set,
+    load_scene_set,
+    split_items,
+)
+from models.evaluation.scores import auroc, chance_table, localization_scores, retrieval_table
 from models.item_media import InputSpec
 from models.manifest import read_manifest
 from models.runtime import ModelRuntime
@@ -58,6 +63,14 @@ def add_localization(
         grids = runtime.embed_images(scenes.images).grids
         heats = runtime.heat_maps(grids, runtime.embed_audio(scenes.waves))
         result["localization"] = localization_scores(list(heats), scenes.boxes)
+        absent = load_offscreen_set(corpus_dir, held_out, spec, progress)
+        if len(absent.images):
+            # On-screen against off-screen: does the best cell's probability tell them apart?
+            away = runtime.heat_maps(runtime.embed_images(absent.images).grids,
+                                     runtime.embed_audio(absent.waves))
+            result["localization"]["offscreen_auroc"] = auroc(
+                heats.reshape(len(heats), -1).max(axis=1), away.reshape(len(away), -1).max(axis=1))
+            result["localization"]["offscreen_scenes"] = len(away)
     else:
         result["notes"].append("no scenes in this split: no localisation scores")
 
@@ -90,5 +103,8 @@ def format_table(result: dict) -> str:
             f"localisation on {loc['scenes']} scenes: pointing {loc['pointing_accuracy']:.3f} "
             f"(chance {loc['chance']:.3f}), cIoU@0.5 {loc['ciou50']:.3f}, AUC {loc['auc']:.3f}"
         )
+        if "offscreen_auroc" in loc:
+            lines.append(f"on-screen against {loc['offscreen_scenes']} off-screen scenes: "
+                         f"AUROC {loc['offscreen_auroc']:.3f}")
     lines += [f"note: {note}" for note in result.get("notes", [])]
     return "\n".join(lines)

@@ -67,3 +67,12 @@ def localization_scores(heats: Sequence[np.ndarray], boxes: np.ndarray) -> dict[
         "auc": auc,
         "scenes": len(heats),
     }
+
+
+def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    """The probability that a positive scores above a negative (ties count half)."""
+    pos = np.asarray(positives, dtype=np.float64)[:, None]
+    neg = np.asarray(negatives, dtype=np.float64)[None, :]
+    if pos.size == 0 or neg.size == 0:
+        return float("nan")
+    return float(np.mean((pos > neg) + 0.5 * (pos == neg)))

@@ -80,7 +80,9 @@ class Trainer:
     # -- data ---------------------------------------------------------------------------------
     def load_data(self) -> None:
         items = read_manifest(self.config.corpus)
-        train = [item for item in items if item.split in (None, "train")]
+        # Off-screen scenes (the sound is of nothing shown) are no positive pair to learn from.
+        train = [item for item in items
+                 if item.split in (None, "train") and not item.extra.get("absent")]
         self.train_items = len(train)
         self.train_speakers = sorted(
             {str(i.extra["speaker"]) for i in train if "speaker" in i.extra}

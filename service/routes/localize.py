@@ -6,6 +6,7 @@ import base64
 import time
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, File, Form, Header, UploadFile
 from fastapi.responses import Response
 
@@ -22,6 +23,9 @@ from service.timeline import best
 from service.timeline import timeline as scan
 
 router = APIRouter(prefix="/v1", tags=["localize"])
+
+ON_SCREEN = 0.5
+"""The on-screen probability from which the overlay shows the heat map."""
 
 
 def wants_png(accept: str | None) -> bool:
@@ -83,7 +87,8 @@ async def localize_upload(
         peak = answer.peak
         return Response(png, media_type="image/png", headers={
             "X-Peak-X": f"{peak.x:.1f}", "X-Peak-Y": f"{peak.y:.1f}",
-            "X-Peak-Score": f"{peak.score:.4f}"})
+            "X-Peak-Score": f"{peak.score:.4f}",
+            "X-On-Screen": "true" if answer.on_screen else "false"})
     return answer
 
 
@@ -116,10 +121,13 @@ def _localize(engine: Engine, uploads: tuple[bytes, ...], t: float | None,
     decoded = time.perf_counter()
     found = localize(runtime, frame, wave)
     embedded = time.perf_counter()
-    png = overlay_png(frame, found.grid)
+    on_screen = float(found.grid.max())
+    # An off-screen sound lights no cell: draw no heat rather than the least-bad guess.
+    png = overlay_png(frame, found.grid if on_screen >= ON_SCREEN else np.zeros_like(found.grid))
     done = time.perf_counter()
     answer = LocalizeResponse(
         kind=kind, time=moment, width=found.width, height=found.height,
+        on_screen_probability=round(on_screen, 5), on_screen=on_screen >= ON_SCREEN,
         grid=grid_out(found), peak=peak_out(found),
         overlay_png=base64.b64encode(png).decode("ascii"),
         timeline=moments_out(moments) if moments is not None else None,

@@ -185,18 +185,39 @@ def test_scene_geometry(corpus, mnist):
         assert canvas.shape == (56, 56)
         assert extra["grid"] == [2, 2]
         assert len(set(extra["cells"])) == 4
-        cell = extra["cell"]
-        row, col = divmod(cell, 2)
-        assert extra["box"] == [28 * col, 28 * row, 28 * col + 28, 28 * row + 28]
         for position, index in enumerate(extra["mnist_indices"]):
             r, c = divmod(position, 2)
             assert np.array_equal(canvas[28 * r : 28 * r + 28, 28 * c : 28 * c + 28], images[index])
             assert extra["cells"][position] == str(labels[index])
+        if extra.get("absent"):  # off-screen: the spoken digit is none of the four
+            assert "box" not in extra and "cell" not in extra
+            assert scene.labels[0] not in extra["cells"]
+            assert Path(scene.audio).name.split("_")[0] == scene.labels[0]
+            continue
+        cell = extra["cell"]
+        row, col = divmod(cell, 2)
+        assert extra["box"] == [28 * col, 28 * row, 28 * col + 28, 28 * row + 28]
         x0, y0, x1, y1 = extra["box"]
         assert np.array_equal(canvas[y0:y1, x0:x1], images[extra["mnist_indices"][cell]])
         assert scene.labels == (extra["cells"][cell],)
         assert Path(scene.audio).name.split("_")[0] == extra["cells"][cell]
         assert (corpus / scene.audio).is_file()
+
+
+def test_absent_share(corpus, tmp_path):
+    """About the asked share of scenes is off-screen, and the on-screen ones do not change."""
+    scenes = _items(corpus, "scene")
+    absent = [s for s in scenes if s.extra.get("absent")]
+    assert 0 < len(absent) < len(scenes)
+    none = tmp_path / "none"
+    build_digits_corpus(_config(none, absent_share=0.0))
+    plain = {i.id: i for i in read_manifest(none) if i.extra.get("kind") == "scene"}
+    assert not any(i.extra.get("absent") for i in plain.values())
+    for scene in scenes:
+        if not scene.extra.get("absent"):
+            assert scene == plain[scene.id]
+    with pytest.raises(CorpusError, match="absent-share"):
+        DigitsCorpusConfig(source=DATA, out=none, absent_share=1.0).validate()
 
 
 def test_clips_are_real_videos(corpus, mnist):

@@ -23,7 +23,8 @@ def _cell(scene: dict, peak: dict, width: int, height: int) -> int:
 
 
 def test_scene_peak_is_in_the_sounding_cell(server: httpx.Client, service_corpus: Path) -> None:
-    scenes = of_kind(service_corpus, "scene")
+    scenes = [s for s in of_kind(service_corpus, "scene") if not s.get("absent")]
+    assert len(scenes) >= 6
     hits = 0
     for scene in scenes:
         answer = server.post("/v1/localize", files=_scene_files(service_corpus, scene))
@@ -78,3 +79,22 @@ def test_localize_needs_a_clip_or_an_image_and_a_sound(server: httpx.Client,
     assert "expected an image" in swapped.json()["error"]["message"]
     image_as_clip = server.post("/v1/localize", files={"file": files["image"]})
     assert image_as_clip.status_code == 415
+
+
+def test_off_screen_sounds_score_lower_and_draw_no_heat(server: httpx.Client,
+                                                        service_corpus: Path) -> None:
+    """Scenes whose spoken digit is none of the four shown (absent): a lower on-screen
+    probability than the scenes whose digit is shown, and a blank overlay when below 0.5."""
+    scenes = of_kind(service_corpus, "scene")
+    scores: dict[bool, list[float]] = {True: [], False: []}
+    for scene in scenes:
+        body = server.post("/v1/localize", files=_scene_files(service_corpus, scene)).json()
+        assert body["on_screen"] == (body["on_screen_probability"] >= 0.5)
+        scores[bool(scene.get("absent"))].append(body["on_screen_probability"])
+        if not body["on_screen"]:
+            overlay = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["overlay_png"]))))
+            frame = Image.open(service_corpus / scene["image"]).convert("RGB")
+            plain = np.asarray(frame.resize(overlay.shape[1::-1], Image.Resampling.BILINEAR))
+            assert np.array_equal(overlay, plain)  # the frame alone
+    assert scores[True] and scores[False]
+    assert np.mean(scores[False]) > np.mean(scores[True])
