@@ -149,9 +149,12 @@ function renderOverlay(found) {
   peak.style.left = `${(100 * found.peak.x) / found.width}%`;
   peak.style.top = `${(100 * found.peak.y) / found.height}%`;
   const when = found.time !== null ? ` at ${found.time.toFixed(2)} s` : "";
-  $("overlay-caption").textContent =
-    `Peak at (${Math.round(found.peak.x)}, ${Math.round(found.peak.y)}) px${when}: ` +
-    `probability ${found.peak.score.toFixed(2)} that the sound comes from there.`;
+  peak.hidden = !found.on_screen;
+  $("overlay-caption").textContent = found.on_screen
+    ? `Peak at (${Math.round(found.peak.x)}, ${Math.round(found.peak.y)}) px${when}: ` +
+      `probability ${found.peak.score.toFixed(2)} that the sound comes from there.`
+    : `The sound does not seem to come from anything in this frame${when} ` +
+      `(on-screen probability ${found.on_screen_probability.toFixed(2)}).`;
   $("where").hidden = false;
 }
 

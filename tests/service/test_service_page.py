@@ -151,3 +151,13 @@ def test_a_long_clip_shows_its_timeline(page, changing_clip: Path) -> None:
     page.wait_for_function("document.querySelector('#timeline .bar.chosen')?.dataset.time "
                            "=== '0.5'")
     assert page.input_value("#t") == "0.5"
+
+
+def test_an_off_screen_sound_is_said_so(page, service_corpus: Path) -> None:
+    scene = next(s for s in of_kind(service_corpus, "scene") if s.get("absent"))
+    page.set_input_files("#file", str(service_corpus / scene["image"]))
+    page.set_input_files("#pair-audio", str(service_corpus / scene["audio"]))
+    page.click("#search")
+    page.wait_for_selector("#where:not([hidden])")
+    assert "does not seem to come from anything" in page.inner_text("#overlay-caption")
+    assert page.locator("#peak").is_hidden()
