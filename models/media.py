@@ -444,7 +444,7 @@ def _wav_header(target: str | bytes) -> tuple[int, int] | None:
             if reader is None or not _plain_pcm(reader):
                 return None
             return reader.getnframes(), reader.getframerate()
-    except Exception:  # noqa: BLE001 the stdlib reader fails in untyped ways on damaged
+    except Exception:  # the stdlib reader fails in untyped ways on damaged
         return None  # files (RuntimeError, struct.error, ...); PyAV then judges the file
 
 
@@ -457,7 +457,7 @@ def _pcm_wav(target: str | bytes) -> tuple[np.ndarray, int] | None:
                 return None
             frames = reader.readframes(reader.getnframes())
             rate = reader.getframerate()
-    except Exception:  # noqa: BLE001 the stdlib reader fails in untyped ways on damaged
+    except Exception:  # the stdlib reader fails in untyped ways on damaged
         return None  # files (RuntimeError, struct.error, ...); PyAV then judges the file
     pcm = np.frombuffer(frames[: len(frames) // 2 * 2], dtype="<i2")
     if not len(pcm):
@@ -478,7 +478,7 @@ def _open_wave(target: str | bytes) -> Iterator[wave.Wave_read | None]:
         if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
             yield None
             return
-        handle = open(target, "rb")  # noqa: SIM115 (closed below)
+        handle = open(target, "rb")  # closed below
     try:
         with wave.open(handle, "rb") as reader:
             yield reader

@@ -34,6 +34,7 @@ PRETRAINED = REPO / "models" / "pretrained" / "digits"  # package data of `model
 STAMP = "demo.json"
 SCENES = 100
 CLIPS = 10
+ABSENT_SHARE = 0.25  # scenes whose spoken digit is off-screen
 READY_TIMEOUT_S = 120.0
 
 
@@ -76,7 +77,8 @@ def _fingerprint(source: Path) -> str:
 
 def _recipe(source: Path, model_hash: str) -> dict[str, Any]:
     return {"source": str(source.resolve()), "sample": _fingerprint(source),
-            "split": "test", "scenes": SCENES, "clips": CLIPS, "model_hash": model_hash}
+            "split": "test", "scenes": SCENES, "absent_share": ABSENT_SHARE, "clips": CLIPS,
+            "model_hash": model_hash}
 
 
 def _up_to_date(out: Path, recipe: dict[str, Any]) -> bool:
@@ -120,7 +122,8 @@ def prepare(out: Path, source: Path, rebuild: bool = False, progress: bool = Tru
     started = time.monotonic()
     _say(f"[1/2] building the AV-digits corpus from {source} into {out / 'corpus'}")
     summary = build_digits_corpus(DigitsCorpusConfig(
-        source=source, out=out / "corpus", split="test", scenes=SCENES, clips=CLIPS,
+        source=source, out=out / "corpus", split="test", scenes=SCENES, absent_share=ABSENT_SHARE,
+        clips=CLIPS,
         overwrite=True, progress=progress))
     print(summary.describe(), flush=True)
     _say(f"[2/2] indexing it with {PRETRAINED} into {out / 'index'}")

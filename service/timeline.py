@@ -46,6 +46,15 @@ def window_times(duration: float, window: float, hop: float) -> list[float]:
     return [round(window / 2 + i * hop, 6) for i in range(count)]
 
 
+def clip_timeline(runtime: ModelRuntime, data: bytes, hop: float) -> list[Moment]:
+    """The timeline of an uploaded clip; QueryError (422) for an image or a sound."""
+    found = media.probe(data)
+    if found.kind != "video" or found.duration is None:
+        what = "an image" if found.kind == "image" else "a sound"
+        raise QueryError(f"timeline=true scores a clip window by window; the upload is {what}")
+    return timeline(runtime, data, found.duration, hop)
+
+
 def timeline(runtime: ModelRuntime, data: bytes, duration: float, hop: float) -> list[Moment]:
     times = window_times(duration, runtime.window_s, hop)
     clips = [media.load_clip(data, runtime.sample_rate, runtime.window_s, t, duration=duration)

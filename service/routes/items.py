@@ -65,7 +65,8 @@ async def item_image(state: State, engine: ReadyEngine, item_id: ItemId) -> Resp
     item = _item(engine, item_id)
     if item.get("image"):
         return _file_response(_file(item, item["image"]))
-    return await state.workers.run(_video_frame_png, item, _file(item, item["video"]))
+    _file(item, item["video"])  # 404 for a missing video, before any decoding
+    return await state.workers.run(_frame_png, item, engine)
 
 
 @router.get("/{item_id:path}/audio", responses={200: {"content": {"audio/wav": {}}},
@@ -123,10 +124,9 @@ def _overlay_png(engine: Engine, item: dict[str, Any], sound_of: str) -> Respons
         "X-Peak-Score": f"{float(found.grid[found.peak_cell]):.4f}"})
 
 
-def _video_frame_png(item: dict[str, Any], path: FilePath) -> Response:
-    clip = media.load_clip(path, 8000, 0.1, item["time"])
+def _frame_png(item: dict[str, Any], engine: Engine) -> Response:
     buffer = io.BytesIO()
-    Image.fromarray(clip.frame).save(buffer, format="PNG")
+    Image.fromarray(item_frame(item, engine.runtime)).save(buffer, format="PNG")
     return Response(buffer.getvalue(), media_type="image/png")
 
 

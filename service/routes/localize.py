@@ -10,8 +10,7 @@ import numpy as np
 from fastapi import APIRouter, File, Form, Header, UploadFile
 from fastapi.responses import Response
 
-from models import media
-from models.errors import MediaError, UnsupportedMediaError
+from models.errors import MediaError
 from service.deps import ReadyEngine, State
 from service.engine import Engine
 from service.errors import ApiError
@@ -19,8 +18,7 @@ from service.links import grid_out, moments_out, peak_out
 from service.overlay import localize, overlay_png
 from service.queries import QueryError, decode
 from service.schemas import ERROR_RESPONSES, LocalizeResponse, Timing
-from service.timeline import best
-from service.timeline import timeline as scan
+from service.timeline import best, clip_timeline
 
 router = APIRouter(prefix="/v1", tags=["localize"])
 
@@ -103,10 +101,7 @@ def _localize(engine: Engine, uploads: tuple[bytes, ...], t: float | None,
         if len(uploads) != 1:
             raise QueryError("timeline=true scores a clip window by window: upload a clip as "
                              "`file`")
-        found_kind = media.probe(uploads[0])
-        if found_kind.kind != "video" or found_kind.duration is None:
-            raise UnsupportedMediaError("timeline=true needs a clip (a video with sound)")
-        moments = scan(runtime, uploads[0], found_kind.duration, hop)
+        moments = clip_timeline(runtime, uploads[0], hop)
         if t is None:
             t = best(moments).time
     if len(uploads) == 1:

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 
-from models import media
 from service.deps import ReadyEngine, State
 from service.engine import Engine
 from service.errors import ApiError
@@ -17,7 +16,6 @@ from service.queries import (
     DEFAULT_DIRECTION,
     SIDES,
     Direction,
-    QueryError,
     check_direction,
     decode,
     embed,
@@ -25,8 +23,7 @@ from service.queries import (
     stored_vector,
 )
 from service.schemas import ERROR_RESPONSES, ErrorResponse, QueryOut, SearchResponse, Timing
-from service.timeline import best
-from service.timeline import timeline as scan
+from service.timeline import best, clip_timeline
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
@@ -76,11 +73,7 @@ def _search_upload(base: str, engine: Engine, data: bytes, direction: Direction 
     runtime = engine.runtime
     moments = None
     if hop is not None:
-        found_kind = media.probe(data)
-        if found_kind.kind != "video" or found_kind.duration is None:
-            raise QueryError("timeline=true scores a clip window by window; the upload is "
-                             f"{'an image' if found_kind.kind == 'image' else 'a sound'}")
-        moments = scan(runtime, data, found_kind.duration, hop)
+        moments = clip_timeline(runtime, data, hop)
         if t is None:
             t = best(moments).time
     upload = decode(data, runtime, t)

@@ -45,6 +45,10 @@ def test_timeline_needs_a_clip_and_a_sane_hop(server: httpx.Client, service_corp
     answer = server.post("/v1/search", data={"timeline": "true"},
                          files={"file": (image.name, image.read_bytes())})
     assert answer.status_code == 422 and "clip" in answer.json()["error"]["message"]
+    sound = service_corpus / of_kind(service_corpus, "pair")[0]["audio"]
+    as_clip = server.post("/v1/localize", data={"timeline": "true"},
+                          files={"file": (sound.name, sound.read_bytes())})
+    assert as_clip.status_code == 422 and "the upload is a sound" in as_clip.text
     tiny_hop = server.post("/v1/localize", data={"timeline": "true", "hop": "0.001"},
                            files={"file": (changing_clip.name, changing_clip.read_bytes())})
     assert tiny_hop.status_code == 422 and "at most" in tiny_hop.json()["error"]["message"]
