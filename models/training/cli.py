@@ -7,6 +7,20 @@ import json
 import shlex
 
 
+def _channels(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if len(widths) != 4 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(
+            "expected four positive block widths, e.g. 32,64,128,256"
+        )
+    return widths
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -26,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weight-decay", type=float, default=1e-5)
     parser.add_argument("--loc-weight", type=float, default=1.0,
                         help="weight of the AVOL-Net localisation loss")
+    parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                        help="evaluate and export an exponential moving average of the weights "
+                        "with this decay, e.g. 0.999 (default: off)")
+    parser.add_argument("--channels", type=_channels, default=(), metavar="C1,C2,C3,C4",
+                        help="the towers' block widths (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--eval-every", type=int, default=0,
@@ -45,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         corpus=args.corpus, out=args.out, preset=args.preset, loss=args.loss, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        loc_weight=args.loc_weight, seed=args.seed, device=args.device,
+        loc_weight=args.loc_weight, ema=args.ema, channels=args.channels, seed=args.seed,
+        device=args.device,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, threads=args.threads,
         command=shlex.join(["avsearch", *args.argv]),
     )

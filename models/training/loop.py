@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from models.errors import CorpusError
@@ -62,6 +63,8 @@ class Trainer:
         self.config = config
         self.progress = progress
         self.preset = get_preset(config.preset)
+        if config.channels:
+            self.preset = replace(self.preset, channels=tuple(config.channels))
         self.spec = InputSpec(
             self.preset.image_size, self.preset.audio.sample_rate, self.preset.audio.window_s
         )
@@ -69,6 +72,12 @@ class Trainer:
         self.device = pick_device(config.device)
         self.gen = seed_everything(config.seed)
         self.model = AVModel(self.preset).to(self.device)
+        # The averaged weights are the ones evaluated and exported; the raw ones are trained.
+        self.ema = (
+            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema),
+                          use_buffers=True)
+            if config.ema > 0 else None
+        )
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -151,6 +160,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             self.step += 1
             seen += len(index)
             rate = seen / (time.perf_counter() - started)
@@ -166,24 +177,31 @@ class Trainer:
         return self.write_run(time.perf_counter() - started, seen)
 
     # -- evaluation, checkpoints --------------------------------------------------------------
+    @property
+    def exported(self) -> AVModel:
+        """The weights that are evaluated and exported: the average when ``ema`` is on."""
+        return self.model if self.ema is None else self.ema.module
+
     def evaluate(self) -> dict:
-        self.model.eval()
+        model = self.exported
+        model.eval()
         metrics: dict = {}
         if len(self.retrieval.images) and len(self.retrieval.waves):
-            image_emb, _ = embed_images(self.model, self.retrieval.images)
-            audio_emb = embed_waves(self.model, self.retrieval.waves)
+            image_emb, _ = embed_images(model, self.retrieval.images)
+            audio_emb = embed_waves(model, self.retrieval.waves)
             metrics["ndcg30"] = retrieval_table(
                 image_emb, audio_emb, self.retrieval.image_labels, self.retrieval.audio_labels
             )
         if len(self.scenes.images):
-            _, grids = embed_images(self.model, self.scenes.images)
-            audio_emb = embed_waves(self.model, self.scenes.waves)
+            _, grids = embed_images(model, self.scenes.images)
+            audio_emb = embed_waves(model, self.scenes.waves)
             heats = heat_maps(grids, audio_emb, self.calibration())
             metrics["localization"] = localization_scores(list(heats), self.scenes.boxes)
         return metrics
 
     def calibration(self) -> Calibration:
-        return Calibration(self.model.avol.scale.item(), self.model.avol.bias.item())
+        avol = self.exported.avol
+        return Calibration(avol.scale.item(), avol.bias.item())
 
     def record(self, parts: dict, rate: float) -> None:
         entry = {"step": self.step, **parts, "samples_per_s": rate, **self.evaluate()}
@@ -201,7 +219,9 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         path = self.out / CHECKPOINT
         state = {
-            "model": self.model.state_dict(),
+            "model": self.exported.state_dict(),
+            "trained_model": self.model.state_dict() if self.ema is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "config": self.config.to_json(),
@@ -220,7 +240,9 @@ class Trainer:
 
     def resume(self, state: dict) -> None:
         """Continue from a saved checkpoint: weights, optimiser, data order and random streams."""
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(state.get("trained_model") or state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = state["step"]
         self.gen.set_state(state["generator"])

@@ -33,6 +33,34 @@ def test_resume_continues_and_seed_repeats(tiny_corpus, tmp_path):
     assert np.isclose(first[-1]["loss"], second[-1]["loss"], rtol=1e-4)
 
 
+def test_ema_and_channels_resume_and_export_the_averaged_weights(tiny_corpus, tmp_path):
+    import torch
+
+    common = ["train", "--corpus", str(tiny_corpus), "--batch-size", "8", "--quiet", "--seed", "1",
+              "--checkpoint-every", "2", "--eval-every", "2", "--ema", "0.5",
+              "--channels", "8,8,16,16"]
+    assert main([*common, "--out", str(tmp_path / "a"), "--steps", "4"]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--steps", "2"]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--steps", "4", "--resume"]) == 0
+    first = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    second = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    for name, value in first["model"].items():
+        assert torch.allclose(value.float(), second["model"][name].float(), atol=1e-5), name
+    # The exported weights are the average, not the last step's.
+    key = "audio.fc2.weight"
+    assert not torch.allclose(first["model"][key], first["trained_model"][key])
+    assert main(["export", str(tmp_path / "a"), "--out", str(tmp_path / "model")]) == 0
+    info = read_model_info(tmp_path / "model")
+    assert info.preset["channels"] == [8, 8, 16, 16] and info.training["ema"] == 0.5
+
+
+def test_train_rejects_bad_channels(tiny_corpus, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"),
+              "--channels", "8,16"])
+    assert "four positive block widths" in capsys.readouterr().err
+
+
 def test_train_refuses_to_overwrite_a_run(tiny_corpus, tiny_run, capsys):
     assert main(["train", "--corpus", str(tiny_corpus), "--out", str(tiny_run)]) == 2
     assert "already holds a run" in capsys.readouterr().err

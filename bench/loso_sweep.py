@@ -1,0 +1,153 @@
+"""Compare training options on the leave-one-speaker-out folds, many runs in parallel.
+
+Builds the four fold corpora (as bench/leave_one_speaker_out.py does), then trains every
+configuration of a grid on every fold, several `avsearch train` processes at a time (sized for a
+machine with a GPU and many cores; on two CPU cores use --jobs 2). Configurations are launched in
+grid order, each on all folds, so a --deadline that stops launching early still leaves complete
+configurations to compare. The score of a run is its held-out metrics after the last step
+(torch, on the fold's test split); the table gives each configuration's mean over its folds.
+The best configuration's fold runs can be exported with --export-best.
+
+Usage:
+  python bench/loso_sweep.py --data ../shared/data --out runs/sweep --device cuda --jobs 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+SPEAKERS = ("george", "jackson", "nicolas", "yweweler")
+DIRECTIONS = ("im-im", "im-aud", "aud-im", "aud-aud")
+
+# name -> extra `avsearch train` arguments, in launch order.
+GRID: dict[str, list[str]] = {
+    "base": [],
+    "ema998": ["--ema", "0.998"],
+    "ema998-wide": ["--ema", "0.998", "--channels", "32,64,128,256"],
+    "ema998-wd1e-3": ["--ema", "0.998", "--weight-decay", "1e-3"],
+    "ema998-4k": ["--ema", "0.998", "--steps", "4000"],
+    "ema998-lr1e-3": ["--ema", "0.998", "--lr", "1e-3"],
+    "ema999-wide-wd1e-3": ["--ema", "0.999", "--channels", "32,64,128,256",
+                           "--weight-decay", "1e-3"],
+    "ema998-avc": ["--ema", "0.998", "--loss", "avc"],
+    "wide": ["--channels", "32,64,128,256"],
+    "ema998-wider": ["--ema", "0.998", "--channels", "48,96,192,384"],
+    "ema998-wide-lr1e-3": ["--ema", "0.998", "--channels", "32,64,128,256", "--lr", "1e-3"],
+}
+
+
+def avsearch(*argv: str, log: Path | None = None) -> int:
+    command = [sys.executable, "-m", "models.cli", *argv]
+    if log is None:
+        return subprocess.call(command)
+    with log.open("w") as handle:
+        return subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def build_corpus(speaker: str, args: argparse.Namespace) -> Path:
+    corpus = Path(args.out) / f"corpus-{speaker}"
+    if not (corpus / "manifest.jsonl").exists():
+        code = avsearch("corpus", "digits", "--source", args.data, "--out", str(corpus),
+                        "--test-speakers", speaker, "--scenes", str(args.scenes), "--no-progress",
+                        "--overwrite", log=Path(args.out) / f"corpus-{speaker}.log")
+        if code != 0:
+            raise SystemExit(f"corpus for {speaker} failed (see {args.out}/corpus-{speaker}.log)")
+    return corpus
+
+
+def train(name: str, speaker: str, args: argparse.Namespace, deadline: float) -> dict | None:
+    if time.monotonic() > deadline:
+        return None
+    run = Path(args.out) / name / speaker
+    run.parent.mkdir(parents=True, exist_ok=True)
+    extra = GRID[name]
+    steps = [] if "--steps" in extra else ["--steps", str(args.steps)]
+    started = time.perf_counter()
+    code = avsearch("train", "--corpus", str(Path(args.out) / f"corpus-{speaker}"), "--out",
+                    str(run), "--device", args.device, "--threads", str(args.threads),
+                    "--seed", str(args.seed), "--eval-every", str(args.eval_every), "--quiet",
+                    *steps, *extra, log=run.with_suffix(".log"))
+    if code != 0:
+        print(f"{name}/{speaker}: train failed (see {run}.log)", flush=True)
+        return None
+    summary = json.loads((run / "run.json").read_text())["final"]
+    result = {"config": name, "speaker": speaker,
+              "minutes": round((time.perf_counter() - started) / 60, 2),
+              **summary.get("ndcg30", {}),
+              "pointing": summary.get("localization", {}).get("pointing_accuracy")}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| configuration | folds | " + " | ".join(DIRECTIONS) + " | pointing |",
+             "|---|---|" + "---|" * (len(DIRECTIONS) + 1)]
+    for name in GRID:
+        runs = [r for r in results if r["config"] == name]
+        if not runs:
+            continue
+        cells = [f"{sum(r[k] for r in runs) / len(runs):.3f}" for k in (*DIRECTIONS, "pointing")]
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def best(results: list[dict]) -> str | None:
+    """The configuration with every fold done and the highest mean cross-modal nDCG."""
+    complete = {name: [r for r in results if r["config"] == name] for name in GRID}
+    scores = {name: sum(r["im-aud"] + r["aud-im"] for r in runs) / len(runs)
+              for name, runs in complete.items() if len(runs) == len(SPEAKERS)}
+    return max(scores, key=scores.get) if scores else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--out", default="runs/sweep")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scenes", type=int, default=1000)
+    parser.add_argument("--configs", default=",".join(GRID), help="comma-separated grid names")
+    parser.add_argument("--deadline", type=float, default=0.0,
+                        help="minutes after which no new run is started (0: none)")
+    parser.add_argument("--export-best", action="store_true",
+                        help="export the best configuration's fold runs to OUT/best/SPEAKER")
+    args = parser.parse_args()
+    started = time.monotonic()
+    deadline = started + args.deadline * 60 if args.deadline else float("inf")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(len(SPEAKERS)) as pool:
+        list(pool.map(lambda s: build_corpus(s, args), SPEAKERS))
+    print(f"corpora ready after {time.monotonic() - started:.0f} s", flush=True)
+    names = [n for n in args.configs.split(",") if n]
+    unknown = sorted(set(names) - set(GRID))
+    if unknown:
+        raise SystemExit(f"unknown configurations: {', '.join(unknown)}")
+    jobs = [(name, speaker) for name in names for speaker in SPEAKERS]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = [r for r in pool.map(lambda job: train(*job, args, deadline), jobs) if r]
+    (Path(args.out) / "sweep.json").write_text(json.dumps(results, indent=2))
+    print(table(results))
+    winner = best(results)
+    print(f"best: {winner}")
+    if winner and args.export_best:
+        for speaker in SPEAKERS:
+            run = Path(args.out) / winner / speaker
+            if avsearch("export", str(run), "--out", str(Path(args.out) / "best" / speaker),
+                        log=Path(args.out) / f"export-{speaker}.log") != 0:
+                print(f"export of {run} failed", flush=True)
+    print(f"{time.monotonic() - started:.0f} s in all")
+
+
+if __name__ == "__main__":
+    main()
