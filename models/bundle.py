@@ -41,6 +41,37 @@ class LocalizationInfo(BaseModel):
     bias: float
 
 
+class PlattInfo(BaseModel):
+    """p = sigmoid(a * score + b) (models.calibration.Platt)."""
+
+    a: float
+    b: float
+
+
+class MatchCalibrationInfo(BaseModel):
+    """A search hit's score (inner product of embeddings) -> the probability of a match.
+
+    One Platt fit per direction, on the top hits of held-out queries; ``threshold`` is the
+    default ``min_probability`` of a search, with its precision and recall on those pairs.
+    """
+
+    method: str = "platt"
+    directions: dict[str, PlattInfo]
+    threshold: float = Field(ge=0.0, le=1.0)
+    precision: float
+    recall: float
+    fitted_on: dict[str, Any] = Field(default_factory=dict)
+
+
+class OnScreenCalibrationInfo(BaseModel):
+    """AVOL-Net's best cell logit -> the probability that the sound's source is in the frame."""
+
+    method: str = "platt"
+    a: float
+    b: float
+    fitted_on: dict[str, Any] = Field(default_factory=dict)
+
+
 class ModelInfo(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -54,6 +85,10 @@ class ModelInfo(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     parity: dict[str, float] = Field(default_factory=dict)
+    # Fitted after export on held-out data (avsearch export / avsearch calibrate); they change
+    # the probabilities reported, not the embeddings, so they stay out of the content hash.
+    match_calibration: MatchCalibrationInfo | None = None
+    on_screen: OnScreenCalibrationInfo | None = None
     content_hash: str = ""
     created: str = ""
 

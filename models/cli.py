@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "models.corpus.cli",
     "models.training.cli",
     "models.export_cli",
+    "models.calibrate_cli",
     "indexer.cli",
     "models.evaluation.cli",
     "service.cli",

@@ -18,6 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="model bundle folder to write")
     parser.add_argument("--corpus", help="corpus for the parity inputs (default: the run's)")
     parser.add_argument("--parity-items", type=int, default=16)
+    parser.add_argument("--calibration-split", default="val", metavar="SPLIT",
+                        help="held-out split of the corpus to calibrate match and on-screen "
+                        "probabilities on (default: val; skipped with a note when the corpus "
+                        "has none)")
     parser.set_defaults(run=run)
 
 
@@ -45,4 +49,12 @@ def run(args: argparse.Namespace) -> int:
     info = export_bundle(run_dir, args.out, images, waves)
     print(json.dumps({"parity": info.parity, "content_hash": info.content_hash}, indent=2))
     print(f"wrote {args.out}/image.onnx, audio.onnx and model.json")
+    if any(item.split == args.calibration_split for item in read_manifest(corpus)):
+        from models.calibrate_cli import calibrate_and_report
+
+        calibrate_and_report(args.out, corpus, args.calibration_split)
+    else:
+        print(f"note: not calibrated: {corpus} has no {args.calibration_split!r} split, so "
+              "search hits will carry no match_probability (build the corpus with "
+              "--val-share, or run `avsearch calibrate` later)")
     return 0

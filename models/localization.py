@@ -17,7 +17,11 @@ class Calibration:
     bias: float
 
 
+def cell_logits(grids: np.ndarray, audio_emb: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """grids (B, h, w, D), audio (B, D) -> (B, h, w) logits that each location sounds."""
+    return calibration.scale * np.einsum("bhwd,bd->bhw", grids, audio_emb) + calibration.bias
+
+
 def heat_maps(grids: np.ndarray, audio_emb: np.ndarray, calibration: Calibration) -> np.ndarray:
     """grids (B, h, w, D), audio (B, D) -> (B, h, w) probabilities that each location sounds."""
-    logits = calibration.scale * np.einsum("bhwd,bd->bhw", grids, audio_emb) + calibration.bias
-    return 1.0 / (1.0 + np.exp(-logits))
+    return 1.0 / (1.0 + np.exp(-cell_logits(grids, audio_emb, calibration)))

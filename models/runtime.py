@@ -14,8 +14,9 @@ import numpy as np
 import onnxruntime as ort
 
 from models.bundle import ModelInfo, read_model_info
+from models.calibration import Platt
 from models.errors import BundleError
-from models.localization import Calibration, heat_maps
+from models.localization import Calibration, cell_logits, heat_maps
 from models.media import resize_image
 
 log = logging.getLogger(__name__)
@@ -124,3 +125,28 @@ class ModelRuntime:
 
     def heat_maps(self, grids: np.ndarray, audio_emb: np.ndarray) -> np.ndarray:
         return heat_maps(grids, audio_emb, self.calibration)
+
+    def best_cell_logits(self, grids: np.ndarray, audio_emb: np.ndarray) -> np.ndarray:
+        """(B,) AVOL-Net's logit at the best location: the on-screen score."""
+        logits = cell_logits(grids, audio_emb, self.calibration)
+        return logits.reshape(len(logits), -1).max(axis=1)
+
+    def on_screen_probability(self, best_logits: np.ndarray) -> np.ndarray:
+        """The calibrated probability that the sound's source is in the frame; without an
+        on-screen calibration in the bundle, the best cell's own probability."""
+        fit = self.info.on_screen
+        platt = Platt(fit.a, fit.b) if fit is not None else Platt(1.0, 0.0)
+        return platt(best_logits)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether search hits get a match probability (the bundle holds a match calibration)."""
+        return self.info.match_calibration is not None
+
+    def match_probability(self, direction: str, scores: np.ndarray) -> np.ndarray | None:
+        """Hit scores of one direction (e.g. ``aud-im``) -> match probabilities, or None when the
+        bundle has no calibration for that direction."""
+        fit = self.info.match_calibration
+        if fit is None or direction not in fit.directions:
+            return None
+        return Platt(fit.directions[direction].a, fit.directions[direction].b)(scores)

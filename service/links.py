@@ -24,7 +24,9 @@ def item_out(item: dict[str, Any], base: str = "") -> ItemOut:
 
 
 def hit_out(hit: Hit, base: str = "", explanation: ExplanationOut | None = None) -> HitOut:
+    probability = round(hit.probability, 5) if hit.probability is not None else None
     return HitOut(rank=hit.rank, id=hit.item["id"], score=round(hit.score, 6),
+                  match_probability=probability,
                   labels=hit.item["labels"], time=hit.item["time"],
                   media=media_links(hit.item, base), explanation=explanation)
 

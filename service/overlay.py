@@ -26,6 +26,7 @@ class Localization:
     peak_xy: tuple[float, float]  # the centre of that cell in the uploaded frame's pixels
     width: int
     height: int
+    on_screen: float  # the probability that the sound's source is in the frame at all
 
 
 def localize(runtime: ModelRuntime, frame: np.ndarray, audio: np.ndarray) -> Localization:
@@ -33,19 +34,24 @@ def localize(runtime: ModelRuntime, frame: np.ndarray, audio: np.ndarray) -> Loc
     image = runtime.embed_images([frame])
     sound = runtime.embed_audio(audio[None, :])
     grid = runtime.heat_maps(image.grids, sound)[0].astype(np.float32)
+    on_screen = runtime.on_screen_probability(runtime.best_cell_logits(image.grids, sound))[0]
     height, width = frame.shape[:2]
-    return with_peak(grid, width, height)
+    return with_peak(grid, width, height, float(on_screen))
 
 
-def with_peak(grid: np.ndarray, width: int, height: int) -> Localization:
-    """A heat map and its best cell, placed in a frame of ``width`` x ``height`` pixels."""
+def with_peak(grid: np.ndarray, width: int, height: int,
+              on_screen: float | None = None) -> Localization:
+    """A heat map and its best cell, placed in a frame of ``width`` x ``height`` pixels;
+    ``on_screen`` defaults to the best cell's probability."""
     grid = np.asarray(grid, dtype=np.float32)
     rows, cols = grid.shape
     row, col = np.unravel_index(int(np.argmax(grid)), grid.shape)
     # The model sees the frame resized to a square, so a cell covers 1/cols of the width.
     x = (col + 0.5) * width / cols
     y = (row + 0.5) * height / rows
-    return Localization(grid, (int(row), int(col)), (float(x), float(y)), width, height)
+    on_screen = float(grid.max()) if on_screen is None else on_screen
+    return Localization(grid, (int(row), int(col)), (float(x), float(y)), width, height,
+                        on_screen)
 
 
 def colorize(heat: np.ndarray) -> np.ndarray:

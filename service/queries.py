@@ -52,6 +52,7 @@ class Hit:
     rowid: int
     score: float
     item: dict
+    probability: float | None = None  # of a match, when the bundle is calibrated
 
 
 def decode(data: bytes, runtime: ModelRuntime, t: float | None = None,

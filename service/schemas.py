@@ -63,6 +63,10 @@ class HitOut(BaseModel):
     rank: int = Field(ge=1)
     id: str
     score: float = Field(description="cosine similarity of the two embeddings, in [-1, 1]")
+    match_probability: float | None = Field(
+        None, description="the probability that query and hit correspond, calibrated on "
+                          "held-out pairs when the model was exported (null: the model bundle "
+                          "holds no calibration)")
     labels: list[str]
     time: float | None = None
     media: MediaLinks
@@ -72,8 +76,8 @@ class HitOut(BaseModel):
 
 class MomentOut(BaseModel):
     time: float = Field(description="the window's centre, seconds into the clip")
-    score: float = Field(description="the best cell's probability that the sound comes from "
-                                     "something in the frame then")
+    score: float = Field(description="the on-screen probability then: how likely the sound "
+                                     "comes from something in the frame")
     peak: Peak
 
 
@@ -100,12 +104,14 @@ class SearchResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "query": {"kind": "image", "direction": "im2aud", "id": None, "time": None,
                   "duration": None},
-        "k": 2,
+        "k": 2, "min_probability": 0.44, "no_match": False,
         "results": [
-            {"rank": 1, "id": "pair-00090", "score": 0.751, "labels": ["7"], "time": None,
+            {"rank": 1, "id": "pair-00090", "score": 0.751, "match_probability": 0.962,
+             "labels": ["7"], "time": None,
              "media": {"image": "/v1/items/pair-00090/image",
                        "audio": "/v1/items/pair-00090/audio", "video": None}},
-            {"rank": 2, "id": "clip-00003", "score": 0.749, "labels": ["7"], "time": 0.5,
+            {"rank": 2, "id": "clip-00003", "score": 0.749, "match_probability": 0.958,
+             "labels": ["7"], "time": 0.5,
              "media": {"image": "/v1/items/clip-00003/image",
                        "audio": "/v1/items/clip-00003/audio",
                        "video": "/v1/items/clip-00003/video"}},
@@ -117,6 +123,11 @@ class SearchResponse(BaseModel):
 
     query: QueryOut
     k: int
+    min_probability: float | None = Field(
+        description="the cut applied: hits below it are left out (the model's default unless "
+                    "asked; null: no calibration, no cut)")
+    no_match: bool = Field(description="true when no hit reaches min_probability: nothing in "
+                                       "the index matches the query")
     results: list[HitOut]
     timing: Timing
     index: str = Field(description="the index version (build id) that answered")
@@ -138,8 +149,8 @@ class LocalizeResponse(BaseModel):
     time: float | None = None
     on_screen_probability: float = Field(
         description="how likely the sound comes from something in the frame: AVOL-Net's best "
-                    "cell (its sigmoid calibrated in training; not yet re-calibrated on "
-                    "held-out scenes)")
+                    "cell, calibrated on held-out on- and off-screen scenes when the model was "
+                    "exported (without that calibration, the best cell's own probability)")
     on_screen: bool = Field(description="on_screen_probability >= 0.5; when false the overlay "
                                         "is the frame alone and the peak is only a guess")
     width: int = Field(description="of the uploaded frame, in pixels")

@@ -1,9 +1,9 @@
 """A clip scored window by window: when in it the sound belongs to what is on screen.
 
 For each window (the model's length, every ``hop`` seconds), the frame shown at the window's
-centre and the sound around it go through AVOL-Net: the best cell's probability says how much
-the sound comes from something in the frame then, and where. All windows are embedded in one
-batch per tower.
+centre and the sound around it go through AVOL-Net: the on-screen probability (the best cell,
+calibrated) says how much the sound comes from something in the frame then, and the map where.
+All windows are embedded in one batch per tower.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ class Moment:
 
     @property
     def score(self) -> float:
-        return float(self.found.grid.max())
+        """The on-screen probability of this window."""
+        return self.found.on_screen
 
 
 def window_times(duration: float, window: float, hop: float) -> list[float]:
@@ -62,8 +63,9 @@ def timeline(runtime: ModelRuntime, data: bytes, duration: float, hop: float) ->
     images = runtime.embed_images([clip.frame for clip in clips])
     sounds = runtime.embed_audio(np.stack([clip.audio for clip in clips]))
     heat = runtime.heat_maps(images.grids, sounds)
-    return [Moment(t, with_peak(grid, clip.frame.shape[1], clip.frame.shape[0]))
-            for t, clip, grid in zip(times, clips, heat, strict=True)]
+    on_screen = runtime.on_screen_probability(runtime.best_cell_logits(images.grids, sounds))
+    return [Moment(t, with_peak(grid, clip.frame.shape[1], clip.frame.shape[0], float(p)))
+            for t, clip, grid, p in zip(times, clips, heat, on_screen, strict=True)]
 
 
 def best(moments: list[Moment]) -> Moment:

@@ -21,6 +21,7 @@ def _run_digits(args: argparse.Namespace) -> int:
         out=Path(args.out),
         test_speakers=args.test_speakers or (),
         test_image_share=args.test_image_share,
+        val_share=args.val_share,
         scenes=args.scenes,
         absent_share=args.absent_share,
         clips=args.clips,
@@ -72,6 +73,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.2,
         metavar="SHARE",
         help="share of the images put in the test split with --test-speakers (default 0.2)",
+    )
+    digits.add_argument(
+        "--val-share",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of the test split's images and recordings (of the train split's, without "
+        "--test-speakers) put in a val split, on which `avsearch export` calibrates match "
+        "probabilities (default 0: no val split)",
     )
     digits.add_argument(
         "--scenes",

@@ -31,7 +31,7 @@ from models.corpus.sources import MnistImages, Recording, find_recordings, load_
 from models.errors import CorpusError
 from models.manifest import Item, write_manifest
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
 DIGITS = tuple(range(10))
 CELL = 28  # MNIST image side, and the side of one scene cell
 CLIP_SIDE = 112
@@ -39,7 +39,7 @@ CLIP_SECONDS = 1.0
 CLIP_FPS = 25
 
 # One random stream per stage, so that e.g. asking for more scenes leaves the pairs unchanged.
-_STAGE_SPLIT, _STAGE_PAIRS, _STAGE_SCENES, _STAGE_CLIPS, _STAGE_ABSENT = 1, 2, 3, 4, 5
+_STAGE_SPLIT, _STAGE_PAIRS, _STAGE_SCENES, _STAGE_CLIPS, _STAGE_ABSENT, _STAGE_VAL = range(1, 7)
 
 NOTICE = """\
 # Notice
@@ -72,6 +72,7 @@ class DigitsCorpusConfig:
     out: Path
     test_speakers: tuple[str, ...] = ()
     test_image_share: float = 0.2
+    val_share: float = 0.0
     scenes: int = 0
     absent_share: float = 0.25
     clips: int = 0
@@ -93,6 +94,10 @@ class DigitsCorpusConfig:
             )
         if not 0.0 <= self.absent_share < 1.0:
             raise CorpusError(f"--absent-share must be in [0, 1), not {self.absent_share}")
+        if not 0.0 <= self.val_share < 1.0:
+            raise CorpusError(f"--val-share must be in [0, 1), not {self.val_share}")
+        if self.val_share and self.split is not None:
+            raise CorpusError("--val-share cannot be combined with --split (one split for all)")
         if not 0.0 <= self.test_image_share < 1.0:
             raise CorpusError(f"--test-image-share must be in [0, 1), not {self.test_image_share}")
         for name, value in (("--scenes", self.scenes), ("--clips", self.clips)):
@@ -225,12 +230,16 @@ def _split_pools(
             return config.split
         return "test" if recording.speaker in config.test_speakers else "train"
 
+    recording_splits = [recording_split(r) for r in recordings]
+    if config.val_share > 0:
+        _carve_val(config, mnist, recordings, image_split, recording_splits)
+
     pools: dict[str, _SplitPool] = {}
     for index, split in enumerate(image_split):
         pool = pools.setdefault(split, _SplitPool())
         pool.images.setdefault(int(mnist.labels[index]), []).append(index)
-    for recording in recordings:
-        pool = pools.setdefault(recording_split(recording), _SplitPool())
+    for recording, split in zip(recordings, recording_splits, strict=True):
+        pool = pools.setdefault(split, _SplitPool())
         pool.recordings.setdefault(recording.digit, []).append(recording)
 
     ordered = {split: pools[split] for split in SPLITS if split in pools}
@@ -241,7 +250,8 @@ def _split_pools(
                 raise CorpusError(
                     f"the {split} split has no image of digit {digit} "
                     f"({sum(map(len, pool.images.values()))} images in that split): "
-                    f"use more images (--max-images) or another --test-image-share"
+                    "use more images (--max-images) or another "
+                    + ("--val-share" if split == "val" else "--test-image-share")
                 )
             if not pool.recordings.get(digit):
                 raise CorpusError(
@@ -249,6 +259,41 @@ def _split_pools(
                     f"(speakers: {', '.join(speakers) or 'none'})"
                 )
     return ordered
+
+
+def _carve_val(
+    config: DigitsCorpusConfig,
+    mnist: MnistImages,
+    recordings: list[Recording],
+    image_split: list[str],
+    recording_splits: list[str],
+) -> None:
+    """Move a share of the held-out split's images and recordings (of the train split when there
+    is no test split) into ``val``, in place, each digit kept on both sides.
+
+    ``val`` is for fitting what is chosen after training (calibration), on data that training
+    never saw, apart from the data the figures are measured on. It has its own random stream,
+    so the other splits' contents stay those of a build without it.
+    """
+    source = "test" if "test" in recording_splits else "train"
+    rng = _rng(config.seed, _STAGE_VAL)
+
+    def carve(candidates: list[int]) -> list[int]:
+        count = int(round(config.val_share * len(candidates)))
+        if len(candidates) >= 2:
+            count = min(max(count, 1), len(candidates) - 1)
+        else:
+            count = 0
+        return [candidates[i] for i in rng.choice(len(candidates), size=count, replace=False)]
+
+    for digit in DIGITS:
+        images = [i for i in np.flatnonzero(mnist.labels == digit) if image_split[i] == source]
+        for index in carve([int(i) for i in images]):
+            image_split[index] = "val"
+        spoken = [i for i, r in enumerate(recordings)
+                  if r.digit == digit and recording_splits[i] == source]
+        for index in carve(spoken):
+            recording_splits[index] = "val"
 
 
 def _plan(config: DigitsCorpusConfig, mnist: MnistImages, recordings: list[Recording]) -> _Plan:
@@ -415,6 +460,7 @@ def _parameters(config: DigitsCorpusConfig) -> str:
         ("test speakers", ", ".join(config.test_speakers) or "none"),
         ("test image share", config.test_image_share if config.test_speakers else "n/a"),
         ("split", config.split or ("train/test" if config.test_speakers else "train")),
+        ("val share (of the test split, else of train)", config.val_share),
         ("scenes per split", config.scenes),
         ("share of them with the spoken digit off-screen", config.absent_share),
         ("clips per split", config.clips),

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from models.errors import CorpusError
+from models.evaluation.calibrate import calibration_report, on_screen_report
 from models.evaluation.cca import CCA, raw_audio_features, raw_image_features
 from models.evaluation.dataset import (
     load_offscreen_set,
@@ -50,6 +51,11 @@ def evaluate_bundle(
             result["notes"].append("no train split: the CCA row needs one and is left out")
         ndcg["model"] = retrieval_table(image_emb, audio_emb, data.image_labels, data.audio_labels)
         result["ndcg30"] = ndcg
+        report = calibration_report(runtime, data)
+        if report is not None:
+            result["calibration"] = report
+        else:
+            result["notes"].append("the bundle holds no match calibration: no ECE")
     add_localization(result, runtime, corpus_dir, held_out, spec, progress)
     return result
 
@@ -61,16 +67,20 @@ def add_localization(
     scenes = load_scene_set(corpus_dir, held_out, spec, progress)
     if len(scenes.images):
         grids = runtime.embed_images(scenes.images).grids
-        heats = runtime.heat_maps(grids, runtime.embed_audio(scenes.waves))
+        audio_emb = runtime.embed_audio(scenes.waves)
+        heats = runtime.heat_maps(grids, audio_emb)
         result["localization"] = localization_scores(list(heats), scenes.boxes)
         absent = load_offscreen_set(corpus_dir, held_out, spec, progress)
         if len(absent.images):
             # On-screen against off-screen: does the best cell's probability tell them apart?
-            away = runtime.heat_maps(runtime.embed_images(absent.images).grids,
-                                     runtime.embed_audio(absent.waves))
-            result["localization"]["offscreen_auroc"] = auroc(
-                heats.reshape(len(heats), -1).max(axis=1), away.reshape(len(away), -1).max(axis=1))
-            result["localization"]["offscreen_scenes"] = len(away)
+            on_logits = runtime.best_cell_logits(grids, audio_emb)
+            off_logits = runtime.best_cell_logits(runtime.embed_images(absent.images).grids,
+                                                  runtime.embed_audio(absent.waves))
+            result["localization"]["offscreen_auroc"] = auroc(on_logits, off_logits)
+            result["localization"]["offscreen_scenes"] = len(off_logits)
+            report = on_screen_report(runtime, on_logits, off_logits)
+            if report is not None:
+                result["localization"]["on_screen_ece"] = report["ece"]
     else:
         result["notes"].append("no scenes in this split: no localisation scores")
 
@@ -106,5 +116,19 @@ def format_table(result: dict) -> str:
         if "offscreen_auroc" in loc:
             lines.append(f"on-screen against {loc['offscreen_scenes']} off-screen scenes: "
                          f"AUROC {loc['offscreen_auroc']:.3f}")
+        if "on_screen_ece" in loc:
+            lines.append(f"on-screen probability: ECE {loc['on_screen_ece']:.3f}")
+    if "calibration" in result:
+        cal = result["calibration"]
+        lines.append(
+            f"match probability on {cal['pairs']} top-{cal['top_k']} hits: ECE {cal['ece']:.3f}; "
+            f"at the default threshold {cal['threshold']:.2f}: precision {cal['precision']:.3f}, "
+            f"recall {cal['recall']:.3f}"
+        )
+        lines.append("  probability    pairs  mean p  match rate")
+        for row in cal["reliability"]:
+            if row["pairs"]:
+                lines.append(f"  {row['low']:.1f}-{row['high']:.1f}  {row['pairs']:>10}  "
+                             f"{row['mean_probability']:.3f}  {row['match_rate']:.3f}")
     lines += [f"note: {note}" for note in result.get("notes", [])]
     return "\n".join(lines)

@@ -76,3 +76,30 @@ def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
     if pos.size == 0 or neg.size == 0:
         return float("nan")
     return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+
+
+def retrieved_pairs(
+    image_emb: np.ndarray,
+    audio_emb: np.ndarray,
+    image_labels: Sequence[frozenset[str]],
+    audio_labels: Sequence[frozenset[str]],
+    k: int = 30,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per direction, the scores of each query's top ``k`` hits and whether each is a match
+    (shares a label): the pairs a search shows, on which match probabilities are fitted and
+    judged. Same-modality queries never retrieve themselves."""
+    embeddings = {"im": image_emb, "aud": audio_emb}
+    pairs = {}
+    for direction, (query_labels, db_labels, same) in _pairs(image_labels, audio_labels).items():
+        query, db = direction.split("-")
+        similarity = embeddings[query] @ embeddings[db].T
+        if same:
+            np.fill_diagonal(similarity, -np.inf)
+        depth = min(k, similarity.shape[1] - (1 if same else 0))
+        if depth < 1:
+            continue
+        top = np.argpartition(-similarity, depth - 1, axis=1)[:, :depth]
+        scores = np.take_along_axis(similarity, top, axis=1)
+        matches = np.take_along_axis(label_relevance(query_labels, db_labels), top, axis=1) > 0
+        pairs[direction] = (scores.ravel(), matches.ravel())
+    return pairs

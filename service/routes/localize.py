@@ -116,7 +116,7 @@ def _localize(engine: Engine, uploads: tuple[bytes, ...], t: float | None,
     decoded = time.perf_counter()
     found = localize(runtime, frame, wave)
     embedded = time.perf_counter()
-    on_screen = float(found.grid.max())
+    on_screen = found.on_screen
     # An off-screen sound lights no cell: draw no heat rather than the least-bad guess.
     png = overlay_png(frame, found.grid if on_screen >= ON_SCREEN else np.zeros_like(found.grid))
     done = time.perf_counter()

@@ -12,6 +12,7 @@ from service.engine import Engine
 from service.errors import ApiError
 from service.explain import explain_aud2im, explain_im2aud, item_frame
 from service.links import explanation_out, hit_out, moments_out, overlay_url
+from service.matching import applied_cut, with_probabilities
 from service.queries import (
     DEFAULT_DIRECTION,
     SIDES,
@@ -35,6 +36,9 @@ T = Annotated[float | None, Form(ge=0, description="seconds into a clip or sound
                                                      "(default: its middle)")]
 ExplainForm = Annotated[bool, Form(
     description="for im2aud and aud2im: where in the image the sound comes from, per hit")]
+MIN_PROBABILITY_HELP = ("leave out hits less likely than this to match (0-1; default: the "
+                        "model's threshold, chosen when it was calibrated; 0 keeps all k)")
+MinProbabilityForm = Annotated[float | None, Form(ge=0, le=1, description=MIN_PROBABILITY_HELP)]
 DirectionForm = Annotated[Direction | None, Form(
     description="im2aud, aud2im, im2im or aud2aud; default: im2aud for an image, aud2im for a "
                 "sound or a clip")]
@@ -60,17 +64,20 @@ async def search_upload(
                                                "from the frame (unless t is given)")] = False,
     hop: Annotated[float, Form(gt=0, le=3600, description="seconds between windows of the "
                                                           "timeline")] = 0.5,
+    min_probability: MinProbabilityForm = None,
 ) -> SearchResponse:
     data = await file.read()
     return await state.workers.run(_search_upload, state.settings.public_url, engine, data,
                                    direction, k, t, explain, hop if timeline else None,
-                                   state.metrics.stage)
+                                   min_probability, state.metrics.stage)
 
 
 def _search_upload(base: str, engine: Engine, data: bytes, direction: Direction | None, k: int,
-                   t: float | None, explain: bool, hop: float | None, stage) -> SearchResponse:
+                   t: float | None, explain: bool, hop: float | None,
+                   min_probability: float | None, stage) -> SearchResponse:
     started = time.perf_counter()
     runtime = engine.runtime
+    cut = applied_cut(runtime, min_probability)
     moments = None
     if hop is not None:
         moments = clip_timeline(runtime, data, hop)
@@ -89,7 +96,7 @@ def _search_upload(base: str, engine: Engine, data: bytes, direction: Direction 
         vector = embed(runtime, upload, query_side)
     embedded = time.perf_counter()
     with engine.lease() as index:
-        hits = search(index, vector, searched, k)
+        hits = with_probabilities(runtime, direction, search(index, vector, searched, k), cut)
         build_id = index.info.build_id
         searched_at = time.perf_counter()
         found: list = [None] * len(hits)
@@ -110,7 +117,7 @@ def _search_upload(base: str, engine: Engine, data: bytes, direction: Direction 
         query=QueryOut(kind=upload.kind, direction=direction, time=upload.time,
                        duration=upload.duration,
                        timeline=moments_out(moments) if moments is not None else None),
-        k=k, results=results, index=build_id,
+        k=k, min_probability=cut, no_match=not results, results=results, index=build_id,
         timing=Timing(decode_ms=_ms(decoded - started), embed_ms=_ms(embedded - decoded),
                       search_ms=_ms(searched_at - embedded),
                       explain_ms=_ms(done - searched_at) if explain else None,
@@ -131,15 +138,18 @@ async def search_by_id(
     k: Annotated[int, Query(ge=1, le=MAX_K, description="how many results (1-100)")] = 10,
     explain: Annotated[bool, Query(description="for im2aud and aud2im: where in the image the "
                                                "sound comes from, per hit")] = False,
+    min_probability: Annotated[float | None, Query(ge=0, le=1,
+                                                   description=MIN_PROBABILITY_HELP)] = None,
 ) -> SearchResponse:
     return await state.workers.run(_search_by_id, state.settings.public_url, engine, item_id,
-                                   direction, k, explain)
+                                   direction, k, explain, min_probability)
 
 
 def _search_by_id(base: str, engine: Engine, item_id: str, direction: Direction,
-                  k: int, explain: bool) -> SearchResponse:
+                  k: int, explain: bool, min_probability: float | None) -> SearchResponse:
     started = time.perf_counter()
     runtime = engine.runtime
+    cut = applied_cut(runtime, min_probability)
     query_side, searched = SIDES[direction]
     with engine.lease() as index:
         item = index.item_by_id(item_id)
@@ -149,7 +159,8 @@ def _search_by_id(base: str, engine: Engine, item_id: str, direction: Direction,
         looked_up = time.perf_counter()
         # The item itself is not an answer to "what else looks (sounds) like this".
         exclude = item["rowid"] if query_side == searched else None
-        hits = search(index, vector, searched, k, exclude=exclude)
+        hits = with_probabilities(runtime, direction,
+                                  search(index, vector, searched, k, exclude=exclude), cut)
         build_id = index.info.build_id
         searched_at = time.perf_counter()
         found: list = [None] * len(hits)
@@ -171,7 +182,7 @@ def _search_by_id(base: str, engine: Engine, item_id: str, direction: Direction,
         results.append(hit_out(hit, base, explanation))
     return SearchResponse(
         query=QueryOut(kind="item", direction=direction, id=item_id, time=item["time"]),
-        k=k, results=results, index=build_id,
+        k=k, min_probability=cut, no_match=not results, results=results, index=build_id,
         timing=Timing(decode_ms=0.0, embed_ms=_ms(looked_up - started),
                       search_ms=_ms(searched_at - looked_up),
                       explain_ms=_ms(done - searched_at) if explain else None,

@@ -220,6 +220,26 @@ def test_absent_share(corpus, tmp_path):
         DigitsCorpusConfig(source=DATA, out=none, absent_share=1.0).validate()
 
 
+def test_val_share_carves_val_from_test_and_leaves_train_alone(corpus, tmp_path):
+    """--val-share moves part of the held-out split to val (no recording or image on both
+    sides), and the train split is exactly that of a build without it."""
+    carved = tmp_path / "val"
+    build_digits_corpus(_config(carved, val_share=0.5))
+    items = read_manifest(carved)
+    assert {i.split for i in items} == {"train", "val", "test"}
+    train = [i for i in items if i.split == "train"]
+    assert train == [i for i in read_manifest(corpus) if i.split == "train"]
+    pairs = {split: [i for i in items if i.split == split and i.extra["kind"] == "pair"]
+             for split in ("val", "test")}
+    for key in ("audio", "image"):
+        val, test = ({getattr(i, key) for i in pairs[split]} for split in ("val", "test"))
+        assert not val & test
+    assert all(i.extra["speaker"] == "george" for i in pairs["val"] + pairs["test"])
+    assert {i.labels for i in pairs["val"]} == {i.labels for i in pairs["test"]}  # every digit
+    with pytest.raises(CorpusError, match="val-share"):
+        DigitsCorpusConfig(source=DATA, out=carved, val_share=1.0).validate()
+
+
 def test_clips_are_real_videos(corpus, mnist):
     images, labels = mnist
     clips = _items(corpus, "clip")

@@ -1,0 +1,117 @@
+"""Calibrated probabilities from model scores (numpy; used by export, evaluation and serving).
+
+A search hit's score is the inner product of two normalised embeddings; a scene's on-screen
+score is AVOL-Net's best cell logit. Neither is a probability. Platt scaling (a logistic
+regression of the held-out outcome on the score, with Platt's smoothed targets so that a
+separable set does not drive the slope to infinity) turns each into one. The fit needs only
+scores and outcomes, so it is refitted whenever the bundle is exported or recalibrated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+RELIABILITY_BINS = 10
+
+
+@dataclass(frozen=True)
+class Platt:
+    """p = sigmoid(a * score + b)."""
+
+    a: float
+    b: float
+
+    def __call__(self, scores: np.ndarray | float) -> np.ndarray:
+        logits = self.a * np.asarray(scores, dtype=np.float64) + self.b
+        return 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
+
+
+def fit_platt(scores: np.ndarray, outcomes: np.ndarray, iterations: int = 100) -> Platt:
+    """Maximum-likelihood (a, b) by Newton's method on Platt's smoothed targets."""
+    x = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(outcomes, dtype=bool).ravel()
+    positives, negatives = int(y.sum()), int((~y).sum())
+    if positives == 0 or negatives == 0:
+        raise ValueError("calibration needs both matching and non-matching pairs")
+    target = np.where(y, (positives + 1.0) / (positives + 2.0), 1.0 / (negatives + 2.0))
+    a, b = 0.0, float(np.log((positives + 1.0) / (negatives + 1.0)))
+    design = np.stack([x, np.ones_like(x)], axis=1)
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(a * x + b, -60.0, 60.0)))
+        gradient = design.T @ (p - target)
+        weights = np.maximum(p * (1.0 - p), 1e-12)
+        hessian = (design * weights[:, None]).T @ design + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        a, b = a - float(step[0]), b - float(step[1])
+        if np.abs(step).max() < 1e-10:
+            break
+    return Platt(a, b)
+
+
+def reliability_table(
+    probabilities: np.ndarray, outcomes: np.ndarray, bins: int = RELIABILITY_BINS
+) -> list[dict[str, float]]:
+    """Equal-width probability bins: how many pairs, their mean probability, how many matched."""
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    y = np.asarray(outcomes, dtype=np.float64).ravel()
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    rows = []
+    for index in range(bins):
+        inside = which == index
+        count = int(inside.sum())
+        rows.append({
+            "low": index / bins,
+            "high": (index + 1) / bins,
+            "pairs": count,
+            "mean_probability": float(p[inside].mean()) if count else float("nan"),
+            "match_rate": float(y[inside].mean()) if count else float("nan"),
+        })
+    return rows
+
+
+def expected_calibration_error(
+    probabilities: np.ndarray, outcomes: np.ndarray, bins: int = RELIABILITY_BINS
+) -> float:
+    """Sum over bins of (share of pairs) x |mean probability - match rate|."""
+    table = reliability_table(probabilities, outcomes, bins)
+    total = sum(row["pairs"] for row in table)
+    if total == 0:
+        return float("nan")
+    return float(sum(row["pairs"] / total * abs(row["mean_probability"] - row["match_rate"])
+                     for row in table if row["pairs"]))
+
+
+@dataclass(frozen=True)
+class Operating:
+    """A probability threshold and what accepting the pairs at or above it gives."""
+
+    threshold: float
+    precision: float
+    recall: float
+
+
+def operating_point(probabilities: np.ndarray, outcomes: np.ndarray,
+                    threshold: float) -> Operating:
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    y = np.asarray(outcomes, dtype=bool).ravel()
+    accepted = p >= threshold
+    hits = int((accepted & y).sum())
+    precision = hits / int(accepted.sum()) if accepted.any() else 1.0
+    recall = hits / int(y.sum()) if y.any() else 1.0
+    return Operating(float(threshold), float(precision), float(recall))
+
+
+def best_threshold(probabilities: np.ndarray, outcomes: np.ndarray) -> Operating:
+    """The threshold (on a 0.01 grid) with the highest F1; the higher one among equals."""
+    best: Operating | None = None
+    best_f1 = -1.0
+    for threshold in np.round(np.arange(0.01, 1.0, 0.01), 2):
+        point = operating_point(probabilities, outcomes, float(threshold))
+        total = point.precision + point.recall
+        f1 = 2 * point.precision * point.recall / total if total else 0.0
+        if f1 >= best_f1:
+            best, best_f1 = point, f1
+    assert best is not None
+    return best

@@ -1,0 +1,172 @@
+"""Fit a bundle's probabilities on a held-out split, and judge them on another.
+
+Match probabilities: each query of the split searches the split in the four directions; the
+scores of its top hits, and whether each hit shares the query's label, are the pairs that a
+Platt fit per direction turns into probabilities (models.calibration). One default threshold,
+the best F1 over all directions, is what a search uses as ``min_probability`` unless told
+otherwise. On-screen probability: the best cell logit of the split's on-screen scenes against
+its off-screen ones.
+
+The split must be one that training never saw (``avsearch corpus digits --val-share``); the
+figures that judge the fit come from another one (``avsearch eval`` on the test split).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from models.bundle import (
+    MatchCalibrationInfo,
+    OnScreenCalibrationInfo,
+    PlattInfo,
+    read_model_info,
+    write_model_info,
+)
+from models.calibration import (
+    Platt,
+    best_threshold,
+    expected_calibration_error,
+    fit_platt,
+    operating_point,
+    reliability_table,
+)
+from models.errors import CorpusError
+from models.evaluation.dataset import (
+    RetrievalSet,
+    load_offscreen_set,
+    load_retrieval_set,
+    load_scene_set,
+    split_items,
+)
+from models.evaluation.scores import retrieved_pairs
+from models.item_media import InputSpec
+from models.manifest import read_manifest
+from models.runtime import ModelRuntime
+
+log = logging.getLogger(__name__)
+TOP_K = 30  # hits per query that calibration is fitted and judged on (as nDCG@30)
+
+
+def embed_pairs(runtime: ModelRuntime, data: RetrievalSet,
+                k: int = TOP_K) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    image_emb = runtime.embed_images(data.images).embeddings
+    audio_emb = runtime.embed_audio(data.waves)
+    return retrieved_pairs(image_emb, audio_emb, data.image_labels, data.audio_labels, k)
+
+
+def fit_match_calibration(
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]], fitted_on: dict
+) -> MatchCalibrationInfo | None:
+    """A Platt fit per direction with both matches and non-matches, and the default threshold."""
+    fits = {d: fit_platt(s, y) for d, (s, y) in pairs.items() if y.any() and not y.all()}
+    if not fits:
+        return None
+    probabilities = np.concatenate([Platt(f.a, f.b)(pairs[d][0]) for d, f in fits.items()])
+    outcomes = np.concatenate([pairs[d][1] for d in fits])
+    point = best_threshold(probabilities, outcomes)
+    return MatchCalibrationInfo(
+        directions={d: PlattInfo(a=f.a, b=f.b) for d, f in fits.items()},
+        threshold=point.threshold, precision=round(point.precision, 4),
+        recall=round(point.recall, 4),
+        fitted_on={**fitted_on, "top_k": TOP_K, "pairs": int(outcomes.size),
+                   "matches": int(outcomes.sum())},
+    )
+
+
+def scene_logits(runtime: ModelRuntime, corpus_dir, items,
+                 spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Best cell logits of the on-screen and of the off-screen scenes among ``items``."""
+    logits = []
+    for scenes in (load_scene_set(corpus_dir, items, spec, False),
+                   load_offscreen_set(corpus_dir, items, spec, False)):
+        if len(scenes.images):
+            grids = runtime.embed_images(scenes.images).grids
+            logits.append(runtime.best_cell_logits(grids, runtime.embed_audio(scenes.waves)))
+        else:
+            logits.append(np.zeros(0))
+    return logits[0], logits[1]
+
+
+def calibrate_bundle(model_dir: str | Path, corpus_dir: str | Path, split: str = "val",
+                     device: str = "auto", progress: bool = True) -> dict:
+    """Fit both calibrations on ``split`` of the corpus and write them into ``model.json``.
+
+    Returns a summary (what was fitted, on how much). Raises CorpusError when the split is
+    missing or holds nothing to fit on.
+    """
+    runtime = ModelRuntime(model_dir, device=device)
+    spec = InputSpec(runtime.image_size, runtime.sample_rate, runtime.window_s)
+    items = split_items(read_manifest(corpus_dir), split)
+    if not items:
+        raise CorpusError(f"no {split!r} split in {corpus_dir} to calibrate on (build the corpus "
+                          "with --val-share, or name another held-out split with --split)")
+    fitted_on = {"corpus": str(corpus_dir), "split": split}
+    data = load_retrieval_set(corpus_dir, items, spec, progress)
+    match = None
+    if len(data.images) and len(data.waves):
+        match = fit_match_calibration(embed_pairs(runtime, data), fitted_on)
+    on_logits, off_logits = scene_logits(runtime, corpus_dir, items, spec)
+    on_screen = None
+    if len(on_logits) and len(off_logits):
+        fit = fit_platt(np.concatenate([on_logits, off_logits]),
+                        np.concatenate([np.ones(len(on_logits), bool),
+                                        np.zeros(len(off_logits), bool)]))
+        on_screen = OnScreenCalibrationInfo(
+            a=fit.a, b=fit.b,
+            fitted_on={**fitted_on, "on_screen": len(on_logits), "off_screen": len(off_logits)})
+    if match is None and on_screen is None:
+        raise CorpusError(f"the {split!r} split of {corpus_dir} has neither labelled image/sound "
+                          "pairs nor on- and off-screen scenes: nothing to calibrate on")
+    info = read_model_info(model_dir)
+    info = info.model_copy(update={"match_calibration": match, "on_screen": on_screen})
+    write_model_info(Path(model_dir), info)
+    return {"match_calibration": match.model_dump() if match else None,
+            "on_screen": on_screen.model_dump() if on_screen else None}
+
+
+def calibration_report(runtime: ModelRuntime, data: RetrievalSet) -> dict | None:
+    """ECE, reliability table and the default threshold's precision and recall, on ``data``'s
+    top hits in every direction the bundle is calibrated for (None if it is not)."""
+    fit = runtime.info.match_calibration
+    if fit is None or not (len(data.images) and len(data.waves)):
+        return None
+    pairs = embed_pairs(runtime, data)
+    per_direction, all_p, all_y = {}, [], []
+    for direction, (scores, outcomes) in pairs.items():
+        probabilities = runtime.match_probability(direction, scores)
+        if probabilities is None:
+            continue
+        per_direction[direction] = {
+            "ece": expected_calibration_error(probabilities, outcomes),
+            "pairs": int(outcomes.size),
+        }
+        all_p.append(probabilities)
+        all_y.append(outcomes)
+    if not all_p:
+        return None
+    probabilities, outcomes = np.concatenate(all_p), np.concatenate(all_y)
+    point = operating_point(probabilities, outcomes, fit.threshold)
+    return {
+        "ece": expected_calibration_error(probabilities, outcomes),
+        "threshold": fit.threshold,
+        "precision": point.precision,
+        "recall": point.recall,
+        "pairs": int(outcomes.size),
+        "top_k": TOP_K,
+        "directions": per_direction,
+        "reliability": reliability_table(probabilities, outcomes),
+    }
+
+
+def on_screen_report(runtime: ModelRuntime, on_logits: np.ndarray,
+                     off_logits: np.ndarray) -> dict | None:
+    """ECE of the on-screen probability over on- and off-screen scenes."""
+    if runtime.info.on_screen is None or not (len(on_logits) and len(off_logits)):
+        return None
+    probabilities = runtime.on_screen_probability(np.concatenate([on_logits, off_logits]))
+    outcomes = np.concatenate([np.ones(len(on_logits), bool), np.zeros(len(off_logits), bool)])
+    return {"ece": expected_calibration_error(probabilities, outcomes),
+            "scenes": int(outcomes.size)}
