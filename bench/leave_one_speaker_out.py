@@ -1,9 +1,10 @@
 """Leave-one-speaker-out on the shared data: the protocol behind the model's headline figures.
 
-For each speaker: build AV-digits with that speaker (and 20% of the images) held out, train on
-the other three speakers' recordings and the remaining images, export, and evaluate the bundle
-through ONNX Runtime on the held-out speaker (`avsearch eval`). Prints each fold and the mean, as
-a Markdown table, and writes everything to OUT/summary.json.
+For each speaker: build AV-digits with that speaker (and 20% of the images) held out, half of
+them (--val-share) as a val split, train on the other three speakers' recordings and the
+remaining images, export (which calibrates the bundle's probabilities on val), and evaluate the
+bundle through ONNX Runtime on the held-out speaker's test half (`avsearch eval`). Prints each
+fold and the mean, as a Markdown table, and writes everything to OUT/summary.json.
 
 Usage:
   python bench/leave_one_speaker_out.py --data ../shared/data --out runs/loso --loss infonce
@@ -30,7 +31,8 @@ def run_fold(speaker: str, args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     steps = [
         ["corpus", "digits", "--source", args.data, "--out", str(corpus), "--test-speakers",
-         speaker, "--scenes", str(args.scenes), "--no-progress", "--overwrite"],
+         speaker, "--scenes", str(args.scenes), "--val-share", str(args.val_share),
+         "--no-progress", "--overwrite"],
         ["train", "--corpus", str(corpus), "--out", str(run), "--loss", args.loss, "--steps",
          str(args.steps), "--seed", str(args.seed), "--threads", str(args.threads), "--quiet",
          *(["--resume"] if (run / "checkpoint.pt").exists() else [])],
@@ -49,18 +51,21 @@ def run_fold(speaker: str, args: argparse.Namespace) -> dict:
 
 
 def table(results: dict[str, dict]) -> str:
-    lines = ["| fold (held out) | row | " + " | ".join(DIRECTIONS) + " | pointing | cIoU@0.5 |",
-             "|---|---|" + "---|" * (len(DIRECTIONS) + 2)]
+    extras = ("pointing", "ciou", "offscreen_auroc", "ece")
+    lines = ["| fold (held out) | row | " + " | ".join(DIRECTIONS) +
+             " | pointing | cIoU@0.5 | off-screen AUROC | ECE |",
+             "|---|---|" + "---|" * (len(DIRECTIONS) + len(extras))]
     means: dict[str, list[float]] = {}
     for speaker, result in results.items():
         for row in ("cca", "model"):
             values = [result["ndcg30"][row][d] for d in DIRECTIONS]
             loc = result.get("localization", {}) if row == "model" else {}
-            extra = [loc.get("pointing_accuracy"), loc.get("ciou50")]
+            extra = [loc.get("pointing_accuracy"), loc.get("ciou50"), loc.get("offscreen_auroc"),
+                     result.get("calibration", {}).get("ece") if row == "model" else None]
             cells = [f"{v:.3f}" for v in values] + [f"{v:.3f}" if v is not None else "" for v in
                                                     extra]
             lines.append(f"| {speaker} | {row} | " + " | ".join(cells) + " |")
-            for key, value in zip(DIRECTIONS + ("pointing", "ciou"), values + extra, strict=True):
+            for key, value in zip(DIRECTIONS + extras, values + extra, strict=True):
                 if value is not None:
                     means.setdefault(f"{row}:{key}", []).append(value)
     for row in ("random", "cca", "model"):
@@ -68,10 +73,10 @@ def table(results: dict[str, dict]) -> str:
             values = [sum(r["ndcg30"]["random"][d] for r in results.values()) / len(results)
                       for d in DIRECTIONS]
             lines.append("| mean | random | " + " | ".join(f"{v:.3f}" for v in values) +
-                         " | 0.250 | |")
+                         " | 0.250 | | 0.500 | |")
             continue
         cells = []
-        for key in DIRECTIONS + ("pointing", "ciou"):
+        for key in DIRECTIONS + extras:
             values = means.get(f"{row}:{key}")
             cells.append(f"**{sum(values) / len(values):.3f}**" if values else "")
         lines.append(f"| mean | {row} | " + " | ".join(cells) + " |")
@@ -86,6 +91,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenes", type=int, default=1000)
+    parser.add_argument("--val-share", type=float, default=0.5,
+                        help="share of the held-out speaker's items used to calibrate")
     parser.add_argument("--speakers", default=",".join(SPEAKERS))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all)")
     args = parser.parse_args()

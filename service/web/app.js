@@ -80,6 +80,7 @@ function formFor(file) {
   if (t !== "" && !file.type.startsWith("image/")) form.append("t", t);
   form.append("explain", "true");
   if (isClip(file) && t === "") form.append("timeline", "true");
+  if ($("weak").checked) form.append("min_probability", "0");
   return form;
 }
 
@@ -115,6 +116,7 @@ async function searchById(id, direction) {
   setBusy(true, `Searching from ${id}…`);
   try {
     const params = new URLSearchParams({ direction, k: $("k").value });
+    if ($("weak").checked) params.set("min_probability", "0");
     const answer = await api(`/v1/search/by-id/${encodeURIComponent(id)}?${params}`, { method: "POST" });
     renderResults(answer);
     $("where").hidden = true;
@@ -180,7 +182,9 @@ function card(hit, direction) {
   const facts = document.createElement("p");
   facts.className = "facts";
   const time = hit.time !== null ? ` · ${hit.time.toFixed(1)} s` : "";
-  facts.textContent = `#${hit.rank} · score ${hit.score.toFixed(3)}` +
+  const chance = hit.match_probability !== null && hit.match_probability !== undefined
+    ? `${Math.round(hit.match_probability * 100)}% match · ` : "";
+  facts.textContent = `#${hit.rank} · ${chance}score ${hit.score.toFixed(3)}` +
     `${hit.labels.length ? ` · ${hit.labels.join(", ")}` : ""}${time}`;
 
   const next = NEXT_DIRECTION[direction];
@@ -257,8 +261,8 @@ function renderTimeline(timeline, chosen) {
     bar.className = "bar" + (moment.time === chosen ? " chosen" : "");
     bar.dataset.time = String(moment.time);
     bar.style.setProperty("--score", moment.score.toFixed(3));
-    bar.title = `${moment.time.toFixed(1)} s: ${moment.score.toFixed(2)}`;
-    bar.setAttribute("aria-label", `Search from ${moment.time.toFixed(1)} s (score ${moment.score.toFixed(2)})`);
+    bar.title = `${moment.time.toFixed(1)} s: ${Math.round(moment.score * 100)}% on screen`;
+    bar.setAttribute("aria-label", `Search from ${moment.time.toFixed(1)} s (${Math.round(moment.score * 100)}% on screen)`);
     bar.addEventListener("click", () => { $("t").value = moment.time; search(); });
     return bar;
   });
@@ -275,9 +279,13 @@ function renderResults(answer) {
   const [what, from] = DIRECTION_WORDS[answer.query.direction];
   const source = answer.query.kind === "item" ? answer.query.id : from;
   const clip = answer.query.kind === "video" ? ` (your clip at ${answer.query.time.toFixed(2)} s)` : "";
+  const least = answer.min_probability ? `at least ${Math.round(answer.min_probability * 100)}% likely to match` : "";
   $("summary").textContent = answer.results.length
-    ? `${answer.results.length} ${what} for ${source}${clip}, in ${Math.round(answer.timing.total_ms)} ms.`
-    : "Nothing in the index.";
+    ? `${answer.results.length} ${what} for ${source}${clip}${least ? `, each ${least}` : ""}, in ${Math.round(answer.timing.total_ms)} ms.`
+    : answer.no_match && least
+      ? `No match: nothing in the index is ${least} ${source}. Tick “Show weak matches too” to see the nearest anyway.`
+      : "Nothing in the index.";
+  $("summary").classList.toggle("no-match", Boolean(answer.no_match && answer.min_probability));
 }
 
 async function record() {
