@@ -19,6 +19,7 @@ from indexer import bundle
 from indexer.bundle import MODALITIES, ROWIDS, FailedItem, IndexInfo
 from indexer.embed import (
     EmbedConfig,
+    Embedded,
     embed_entries,
     manifest_hash,
     open_staging,
@@ -40,6 +41,8 @@ from indexer.kinds import (
     use_gpu,
     write_index,
 )
+from indexer.ray_config import ENGINES, RayConfig
+from indexer.shards import build_shards, split_rows
 from indexer.store import Entry, ItemStore, create_store
 from models.errors import BundleError, CorpusError
 from models.manifest import read_manifest
@@ -65,6 +68,9 @@ class BuildConfig:
     overrides: Overrides = field(default_factory=Overrides)
     keep_versions: int = 2
     argv: tuple[str, ...] = ()
+    engine: str = "local"  # local, or ray: decode and embed on a Ray cluster (ray_build.py)
+    ray: RayConfig = field(default_factory=RayConfig)
+    shards: int = 1  # >1: keep each modality's index as this many shards (shards.py)
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,8 @@ class Report:
                     f"({info.counts['items']} items); nothing changed")
         counts = ", ".join(f"{m} {info.counts.get(m, 0)}" for m in MODALITIES)
         kind = f"{info.index.kind} ({info.index.factory})"
+        if info.shards > 1:
+            kind += f" in {info.shards} shards"
         took = f"in {info.build_seconds:.1f} s"
         if self.op == "build":
             lines = [f"built an index of {self.changed} items {took}: {kind}, {counts}"]
@@ -139,6 +147,11 @@ class Report:
 def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -> Report:
     """Embed a corpus and write a new index bundle at ``config.out`` (switched atomically)."""
     _check_common(config.embed, config.max_failed_share, config.keep_versions)
+    if config.engine not in ENGINES:
+        raise BundleError(f"unknown engine {config.engine!r}; use {' or '.join(ENGINES)}")
+    if config.shards < 1:
+        raise BundleError(f"--shards must be 1 or more, not {config.shards}")
+    embed_on_ray = _ray_embedder() if config.engine == "ray" else None
     started = time.monotonic()
     out = Path(config.out)
     bundle.check_target(out, config.overwrite)
@@ -146,7 +159,9 @@ def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -
     if not items:
         raise CorpusError(f"the manifest of {config.corpus} lists no items")
     gpu = GpuContext() if use_gpu(config.device) else None
-    runtime = ModelRuntime(config.model, device=config.device,
+    # With Ray the actors embed; this process only reads the bundle's sizes and hash.
+    runtime = ModelRuntime(config.model,
+                           device="cpu" if config.engine == "ray" else config.device,
                            batch_size=config.embed.batch_size)
     with bundle.writer_lock(out):
         entries, plan_failed = plan_entries(config.corpus, items, runtime.window_s,
@@ -154,15 +169,24 @@ def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -
         # Parameters that cannot work are refused now, not after an hour of embedding.
         choose_params(config.kind, max(len(entries), 2), runtime.info.embed_dim,
                       config.overrides)
+        split_rows(len(entries), config.shards)
         manifest = manifest_hash(config.corpus)
         key = ("build", runtime.content_hash, manifest, f"segments={config.segments}")
         staging = staging_dir(out, *key)
         open_staging(staging, {"job": list(key), "entries": len(entries)})
-        done = embed_entries(runtime, config.corpus, entries, staging, config.embed, on_shard)
+        if embed_on_ray is None:
+            done = embed_entries(runtime, config.corpus, entries, staging, config.embed,
+                                 on_shard)
+            provider = runtime.provider
+        else:
+            done, provider = embed_on_ray(config.ray, config.model, config.device,
+                                          config.corpus, entries, staging, config.embed,
+                                          runtime, on_shard)
         failed = plan_failed + done.failed
         _check_failures(len(done.rowids), failed, config.max_failed_share)
         params = choose_params(config.kind, len(done.rowids), runtime.info.embed_dim,
                                config.overrides)
+        split_rows(len(done.rowids), config.shards)
         build_id = bundle.new_build_id()
         version = bundle.new_version(out, build_id)
         try:
@@ -170,7 +194,7 @@ def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -
             _write_store(version, [kept[r] for r in done.rowids.tolist()], config.corpus)
             vectors = {m: normalised(done.vectors[m]) for m in MODALITIES}
             device = _write_indices(version, params, done.rowids, vectors, gpu,
-                                    config.embed.progress)
+                                    config.embed.progress, config.shards)
             info = IndexInfo(
                 build_id=build_id,
                 model_hash=runtime.content_hash,
@@ -184,11 +208,13 @@ def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -
                 counts=_counts(len(done.rowids)),
                 index=params,
                 device=device,
-                provider=runtime.provider,
+                provider=provider,
                 built_at=bundle.now_iso(),
                 build_seconds=round(time.monotonic() - started, 3),
                 next_rowid=len(entries),
                 trained_on=len(done.rowids) if params.kind == "ivfpq" else None,
+                shards=config.shards,
+                engine=config.engine,
                 failed=failed,
                 history=bundle.history(None, "build", build_id, len(done.rowids),
                                        list(config.argv)),
@@ -200,6 +226,16 @@ def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -
             raise
         shutil.rmtree(staging, ignore_errors=True)
     return Report("build", out, final, info, len(done.rowids), failed, done.resumed)
+
+
+def _ray_embedder() -> Callable[..., tuple[Embedded, str]]:
+    """``ray_build.embed_on_ray``, imported only now (the local path never loads Ray)."""
+    try:
+        from indexer.ray_build import embed_on_ray
+    except ImportError as exc:
+        raise BundleError(f"--engine ray needs Ray ({exc}): pip install 'avsearch[ray]'") \
+            from None
+    return embed_on_ray
 
 
 # ---------------------------------------------------------------------------- add
@@ -220,6 +256,7 @@ def add(config: AddConfig, on_shard: Callable[[Path], None] | None = None) -> Re
         base = bundle.resolve_bundle(index_dir)  # again, under the lock
         info = bundle.read_info(base)
         bundle.check_model(info, runtime.content_hash, model_dir, index_dir)
+        _refuse_sharded(info, index_dir, "add")
         with ItemStore(base / bundle.ITEMS_DB) as store:
             present = store.source_ids()
         new_items = [item for item in items if item.id not in present]
@@ -302,6 +339,7 @@ def remove(config: RemoveConfig) -> Report:
     with bundle.writer_lock(index_dir):
         base = bundle.resolve_bundle(index_dir)
         info = bundle.read_info(base)
+        _refuse_sharded(info, index_dir, "remove")
         with ItemStore(base / bundle.ITEMS_DB) as store:
             found = store.rowids_of(config.ids)
         unknown = [i for i in config.ids if i not in found]
@@ -355,6 +393,13 @@ def _without(path: Path, params: IndexParams, gone: np.ndarray, vectors: np.ndar
 # ---------------------------------------------------------------------------- helpers
 
 
+def _refuse_sharded(info: IndexInfo, index_dir: Path, op: str) -> None:
+    if info.shards > 1:
+        raise BundleError(f"{index_dir} holds its index as {info.shards} shards, and {op} "
+                          "changes unsharded bundles only: rebuild it (avsearch index build "
+                          f"--shards {info.shards}) from the changed corpus")
+
+
 def _check_common(embed: EmbedConfig, max_failed_share: float, keep_versions: int) -> None:
     if embed.batch_size < 1:
         raise BundleError(f"--batch-size must be 1 or more, not {embed.batch_size}")
@@ -388,9 +433,19 @@ def _write_store(version: Path, entries: Sequence[Entry], corpus: Path) -> None:
 
 def _write_indices(version: Path, params: IndexParams, rowids: np.ndarray,
                    vectors: dict[str, np.ndarray], gpu: GpuContext | None,
-                   progress: bool) -> str:
+                   progress: bool, shards: int = 1) -> str:
     """Both modalities' indices and embeddings; returns where FAISS built them (cpu, cuda)."""
     devices = set()
+    if shards > 1:
+        for modality in MODALITIES:
+            parts, device = build_shards(params, vectors[modality], rowids, shards, gpu,
+                                         progress, modality)
+            devices.add(device)
+            for name, part in zip(bundle.index_files(modality, shards), parts, strict=True):
+                write_index(part, version / name)
+            np.save(version / bundle.vectors_file(modality), vectors[modality])
+        np.save(version / ROWIDS, rowids)
+        return "cuda" if devices == {"cuda"} else "cpu"
     for modality in MODALITIES:
         index, device = build_index_on(params, vectors[modality], rowids, gpu,
                                        progress=progress, label=modality)

@@ -49,6 +49,13 @@ def index_file(modality: str) -> str:
     return f"{modality}.faiss"
 
 
+def index_files(modality: str, shards: int = 1) -> list[str]:
+    """The FAISS file(s) of ``modality``: one, or ``shards`` of them (indexer/shards.py)."""
+    if shards == 1:
+        return [index_file(modality)]
+    return [f"{modality}.shard-{n:03d}-of-{shards:03d}.faiss" for n in range(shards)]
+
+
 def vectors_file(modality: str) -> str:
     return f"{modality}.npy"
 
@@ -92,6 +99,8 @@ class IndexInfo(BaseModel):
     build_seconds: float
     next_rowid: int
     trained_on: int | None = None  # IVF-PQ: how many items its lists were trained on
+    shards: int = 1  # >1: each modality's index is split in row-id ranges (indexer/shards.py)
+    engine: str = "local"  # what embedded the items: local, or ray (indexer/ray_build.py)
     failed: list[FailedItem] = Field(default_factory=list)
     history: list[Operation] = Field(default_factory=list)
 

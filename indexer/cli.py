@@ -68,6 +68,15 @@ def _register_build(jobs: argparse._SubParsersAction) -> None:
     group.add_argument("--hnsw-m", type=int, help="hnsw: links per node")
     group.add_argument("--ef-construction", type=int, help="hnsw: build-time candidate list")
     group.add_argument("--ef-search", type=int, help="hnsw: search-time candidate list")
+    group.add_argument("--shards", type=int, default=1,
+                       help="keep each index as N shards, searched in parallel and merged (1)")
+    scale = parser.add_argument_group("Ray (pip install 'avsearch[ray]'; docs/scale.md)")
+    scale.add_argument("--engine", default="local", choices=["local", "ray"],
+                       help="decode and embed here (local) or on a Ray cluster (ray)")
+    scale.add_argument("--ray-address", metavar="HOST:PORT",
+                       help="join this Ray cluster (default: start a local Ray for the job)")
+    scale.add_argument("--ray-actors", type=int, metavar="N",
+                       help="embedding actors (default: one per GPU of the cluster, else 1)")
     _embedding_flags(parser)
     parser.set_defaults(run=run_build)
 
@@ -125,11 +134,23 @@ def _set_threads(args: argparse.Namespace) -> None:
         faiss.omp_set_num_threads(args.threads)
 
 
+def _ray_config(args: argparse.Namespace):
+    from indexer.ray_config import RayConfig
+    from models.errors import BundleError
+
+    if args.engine != "ray" and (args.ray_address or args.ray_actors is not None):
+        raise BundleError("--ray-address and --ray-actors need --engine ray")
+    if args.ray_actors is not None and args.ray_actors < 1:
+        raise BundleError(f"--ray-actors must be 1 or more, not {args.ray_actors}")
+    return RayConfig(address=args.ray_address, actors=args.ray_actors)
+
+
 def run_build(args: argparse.Namespace) -> int:
     from indexer.build import BuildConfig, build
     from indexer.kinds import Overrides
 
     _set_threads(args)
+    ray = _ray_config(args)
     config = BuildConfig(
         model=Path(args.model), corpus=Path(args.corpus), out=Path(args.out), kind=args.kind,
         device=args.device, segments=args.segments, embed=_embed_config(args),
@@ -141,6 +162,7 @@ def run_build(args: argparse.Namespace) -> int:
             rerank=args.rerank,
         ),
         keep_versions=args.keep_versions, argv=tuple(getattr(args, "argv", ())),
+        engine=args.engine, ray=ray, shards=args.shards,
     )
     print(build(config).summary())
     return 0

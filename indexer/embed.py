@@ -152,15 +152,15 @@ def _shards(folder: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def _next_shard_number(folder: Path) -> int:
+def next_shard_number(folder: Path) -> int:
     numbers = [int(m.group(1)) for p in folder.iterdir() if (m := _SHARD.match(p.name))]
     return max(numbers, default=-1) + 1
 
 
-def _write_shard(folder: Path, number: int, rowids, image, audio, failed: list[tuple[int, str]]):
+def write_shard(folder: Path, number: int, rowids, image, audio, failed: list[tuple[int, str]]):
     """Write ``shard-NNNNN.npz`` through a temporary name: a shard on disk is always complete."""
     path = folder / f"shard-{number:05d}.npz"
-    tmp = folder / f".{path.name}.tmp"
+    tmp = folder / f".{path.name}.{os.getpid()}.tmp"  # a retried writer elsewhere: its own
     with tmp.open("wb") as handle:
         np.savez(
             handle,
@@ -242,7 +242,7 @@ def embed_entries(
     todo = [entry for entry, seen in zip(entries, np.isin(planned, done), strict=True)
             if not seen]
     resumed = len(entries) - len(todo)
-    shard_no = _next_shard_number(staging)
+    shard_no = next_shard_number(staging)
     buffer = _ShardBuffer(dim)
     bar = tqdm(total=len(entries), initial=resumed, desc="embedding", unit="item",
                disable=not config.progress, dynamic_ncols=True)
@@ -276,7 +276,7 @@ def embed_entries(
         bar.close()
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
-    return _gather(staging, entries, dim, resumed)
+    return gather(staging, entries, dim, resumed)
 
 
 class _ShardBuffer:
@@ -305,12 +305,13 @@ class _ShardBuffer:
         empty = np.zeros((0, self.dim), dtype=np.float32)
         image = np.concatenate(self.image) if self.image else empty
         audio = np.concatenate(self.audio) if self.audio else empty
-        path = _write_shard(folder, number, self.rowids, image, audio, self.failed)
+        path = write_shard(folder, number, self.rowids, image, audio, self.failed)
         self.reset()
         return path
 
 
-def _gather(staging: Path, entries: Sequence[Entry], dim: int, resumed: int) -> Embedded:
+def gather(staging: Path, entries: Sequence[Entry], dim: int, resumed: int) -> Embedded:
+    """What the staging folder holds for ``entries`` (the local and the Ray build end here)."""
     staged = read_staged(staging, dim)
     planned = {entry.rowid: entry for entry in entries}
     keep = np.isin(staged.rowids, np.fromiter(planned, dtype=np.int64, count=len(planned)))

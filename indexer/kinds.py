@@ -419,11 +419,19 @@ def write_index(index: faiss.Index, path: Path) -> None:
         raise
 
 
-def read_index(path: Path) -> faiss.Index:
+MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+"""A reader's flags: the vectors of flat and HNSW indices (FAISS's flat codes) are memory-mapped
+read-only, so service replicas on one host share them in the page cache instead of each holding
+a copy; IVF-PQ's lists are read into memory (small: 40 B a vector) and its exact embeddings are
+memory-mapped by ``SearchIndex`` anyway."""
+
+
+def read_index(path: Path, mmap: bool = False) -> faiss.Index:
+    """An index file; ``mmap`` for readers only (the mapped index must not be changed)."""
     if not path.is_file():
         raise BundleError(f"index bundle is missing {path.name} ({path})")
     try:
-        return faiss.read_index(str(path))
+        return faiss.read_index(str(path), MMAP_FLAGS if mmap else 0)
     except RuntimeError as exc:
         raise BundleError(f"{path} is not a readable FAISS index: {str(exc).splitlines()[0]}") \
             from None

@@ -44,7 +44,9 @@ class SearchIndex:
         self.root = resolve_bundle(index_dir)
         self.info: IndexInfo = read_info(self.root)
         self.params = self.info.index
-        self._indices = {m: kinds.read_index(self.root / index_file(m)) for m in MODALITIES}
+        # Memory-mapped read-only where the kind allows (kinds.MMAP_FLAGS): replicas on one
+        # host share the pages. A sharded bundle opens as one ShardedIndex per modality.
+        self._indices = {m: _open_modality(self.root, m, self.info.shards) for m in MODALITIES}
         for modality, index in self._indices.items():
             if index.d != self.params.dim:
                 raise BundleError(f"{self.root / index_file(modality)} holds {index.d}-d "
@@ -57,7 +59,8 @@ class SearchIndex:
         if len(self._rowids) > 1 and not np.all(np.diff(self._rowids) > 0):
             raise BundleError(f"{self.root / ROWIDS} is not sorted: the bundle is damaged")
         self._gpu: dict[str, tuple[faiss.Index, np.ndarray | None]] = {}
-        if self.params.kind != "hnsw" and kinds.use_gpu(device):
+        # Sharded bundles are searched on the CPU (their shards run in parallel threads).
+        if self.params.kind != "hnsw" and self.info.shards == 1 and kinds.use_gpu(device):
             context = kinds.GpuContext()
             self._gpu_context = context  # the resources must outlive the GPU indices
             try:
@@ -157,6 +160,15 @@ class SearchIndex:
 
 def open_index(index_dir: str | Path, device: str = "cpu") -> SearchIndex:
     return SearchIndex(index_dir, device)
+
+
+def _open_modality(root: Path, modality: str, shards: int) -> Any:
+    """A FAISS index, or an ``indexer.shards.ShardedIndex`` (searched the same way)."""
+    if shards == 1:
+        return kinds.read_index(root / index_file(modality), mmap=True)
+    from indexer.shards import open_shards
+
+    return open_shards(root, modality, shards, mmap=True)
 
 
 def _to_gpu(context: kinds.GpuContext, index: faiss.Index) -> tuple[faiss.Index, np.ndarray | None]:
