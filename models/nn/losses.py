@@ -18,10 +18,15 @@ def roll_negatives(batch: int, generator: torch.Generator | None = None) -> torc
     return (torch.arange(batch) + shift) % batch
 
 
-def avc_loss(model: AVModel, image_emb, audio_emb, negatives) -> torch.Tensor:
-    """Cross-entropy of the AVE head on the positives and as many rolled negatives."""
+def avc_loss(model: AVModel, image_emb, audio_emb, negatives,
+             extra_audio: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of the AVE head on the positives and as many rolled negatives (plus each
+    sound of ``extra_audio`` against an image, as a negative)."""
     positive = model.ave(image_emb, audio_emb)
     negative = model.ave(image_emb, audio_emb[negatives])
+    if extra_audio is not None and len(extra_audio):
+        count = min(len(extra_audio), len(image_emb))
+        negative = torch.cat([negative, model.ave(image_emb[:count], extra_audio[:count])])
     logits = torch.cat([positive, negative])
     targets = torch.cat(
         [torch.ones(len(positive), dtype=torch.long), torch.zeros(len(negative), dtype=torch.long)]
@@ -29,18 +34,28 @@ def avc_loss(model: AVModel, image_emb, audio_emb, negatives) -> torch.Tensor:
     return F.cross_entropy(logits, targets)
 
 
-def infonce_loss(model: AVModel, image_emb, audio_emb) -> torch.Tensor:
-    """Symmetric in-batch contrastive loss (CLIP): each image against every sound and back."""
+def infonce_loss(model: AVModel, image_emb, audio_emb,
+                 extra_audio: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric in-batch contrastive loss (CLIP): each image against every sound and back.
+    ``extra_audio`` are sounds of no image: more columns for every image, never a target."""
     scale = model.logit_scale.clamp(max=4.6052).exp()
     logits = scale * image_emb @ audio_emb.T
     targets = torch.arange(len(logits), device=logits.device)
-    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+    image_to_audio = logits
+    if extra_audio is not None and len(extra_audio):
+        image_to_audio = torch.cat([logits, scale * image_emb @ extra_audio.T], dim=1)
+    return 0.5 * (F.cross_entropy(image_to_audio, targets) + F.cross_entropy(logits.T, targets))
 
 
-def mil_loss(model: AVModel, grid, audio_emb, negatives) -> torch.Tensor:
-    """AVOL-Net: binary cross-entropy of the max-over-locations score, positives and negatives."""
+def mil_loss(model: AVModel, grid, audio_emb, negatives,
+             extra_audio: torch.Tensor | None = None) -> torch.Tensor:
+    """AVOL-Net: binary cross-entropy of the max-over-locations score, positives and negatives
+    (each sound of ``extra_audio`` against a frame is one more negative)."""
     positive = model.avol(grid, audio_emb)
     negative = model.avol(grid, audio_emb[negatives])
+    if extra_audio is not None and len(extra_audio):
+        count = min(len(extra_audio), len(grid))
+        negative = torch.cat([negative, model.avol(grid[:count], extra_audio[:count])])
     logits = torch.cat([positive, negative])
     targets = torch.cat([torch.ones_like(positive), torch.zeros_like(negative)])
     return F.binary_cross_entropy_with_logits(logits, targets)

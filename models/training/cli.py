@@ -40,6 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weight-decay", type=float, default=1e-5)
     parser.add_argument("--loc-weight", type=float, default=1.0,
                         help="weight of the AVOL-Net localisation loss")
+    parser.add_argument("--distractors", type=int, default=8, metavar="N",
+                        help="synthetic sounds of no image (noise bursts, tones) added to each "
+                        "batch as negatives, so that unrelated sounds match nothing "
+                        "(default: 8; 0: off)")
     parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                         help="evaluate and export an exponential moving average of the weights "
                         "with this decay, e.g. 0.999 (default: off)")
@@ -64,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         corpus=args.corpus, out=args.out, preset=args.preset, loss=args.loss, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        loc_weight=args.loc_weight, ema=args.ema, channels=args.channels, seed=args.seed,
+        loc_weight=args.loc_weight, distractors=args.distractors, ema=args.ema,
+        channels=args.channels, seed=args.seed,
         device=args.device,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, threads=args.threads,
         command=shlex.join(["avsearch", *args.argv]),

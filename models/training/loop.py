@@ -28,6 +28,7 @@ from models.presets import get_preset
 from models.training.augment import augment_images, augment_waves
 from models.training.config import TrainConfig
 from models.training.data import PairSet, load_pairs
+from models.training.distractors import distractor_waves
 from models.training.embed import embed_images, embed_waves, images_to_tensor
 
 log = logging.getLogger(__name__)
@@ -115,19 +116,26 @@ class Trainer:
         images = augment_images(
             images_to_tensor(pairs.images[index]), single, self.gen, self.preset.hflip
         ).to(device)
-        waves = augment_waves(pairs.waves[index], self.preset.audio.sample_rate, self.gen).to(
-            device
-        )
-        image_emb, grid, audio_emb = self.model(images, waves)
+        audio = self.preset.audio
+        waves = pairs.waves[index]
+        if self.config.distractors:
+            extra = distractor_waves(self.config.distractors, audio.num_samples,
+                                     audio.sample_rate, self.gen)
+            waves = torch.cat([waves, extra])
+        # Distractors go through the audio tower with the batch (one set of BatchNorm statistics).
+        waves = augment_waves(waves, audio.sample_rate, self.gen).to(device)
+        image_emb, grid, all_audio = self.model(images, waves)
+        audio_emb, extra_emb = all_audio[: len(index)], all_audio[len(index) :]
         negatives = roll_negatives(len(index), self.gen).to(device)
-        loc = mil_loss(self.model, grid, audio_emb, negatives)
+        loc = mil_loss(self.model, grid, audio_emb, negatives, extra_emb)
         keep = single.to(device)
         if int(keep.sum()) >= 2:
             img, aud = image_emb[keep], audio_emb[keep]
             if self.config.loss == "infonce":
-                main = infonce_loss(self.model, img, aud)
+                main = infonce_loss(self.model, img, aud, extra_emb)
             else:
-                main = avc_loss(self.model, img, aud, roll_negatives(len(img), self.gen).to(device))
+                main = avc_loss(self.model, img, aud, roll_negatives(len(img), self.gen).to(device),
+                                extra_emb)
         else:
             main = torch.zeros((), device=device)
         loss = main + self.config.loc_weight * loc

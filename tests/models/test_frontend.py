@@ -21,14 +21,18 @@ def test_one_second_gives_the_designed_shape(preset, shape):
 def test_dft_convolution_matches_torch_stft():
     audio = AudioSpec(sample_rate=48_000, window_s=1.0, n_fft=512, win_length=480,
                       hop_length=240, n_mels=None, top_db=200.0)
-    wave = torch.randn(1, 48_000, dtype=torch.float32)
+    wave = torch.randn(1, 48_000, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
     ours = LogSpectrogram(audio)(wave)[0, 0]
     window = torch.zeros(512)
     window[16:496] = torch.hann_window(480)
     stft = torch.stft(wave, 512, 240, window=window, center=False, return_complex=True)[0]
     reference = 10 * torch.log10(stft.abs() ** 2 + 1e-10)
     reference = reference - reference.max()
-    assert torch.allclose(ours, reference, atol=1e-3)
+    # Within the 80 dB below the peak that the presets keep: deeper, a float32 power is too
+    # small for its decibels to agree to 1e-3 (an unseeded wave failed there once in a while).
+    kept = reference > -80.0
+    assert bool(kept.float().mean() > 0.99)
+    assert torch.allclose(ours[kept], reference[kept], atol=1e-3)
 
 
 def test_gain_does_not_change_the_features():

@@ -132,6 +132,9 @@ def test_phone_sized_screen(browser, server: httpx.Client, service_corpus: Path)
 def test_hits_show_their_heat_map(page, service_corpus: Path) -> None:
     scene = service_corpus / of_kind(service_corpus, "scene")[0]["image"]
     page.set_input_files("#file", str(scene))
+    # Four digits in one frame: each one's sound is only a partial match of the whole scene,
+    # so ask for every hit rather than those above the model's threshold.
+    page.check("#weak")
     page.click("#search")
     page.wait_for_selector("#results li figure.heat canvas")
     cards = page.locator("#results li")
@@ -161,3 +164,22 @@ def test_an_off_screen_sound_is_said_so(page, service_corpus: Path) -> None:
     page.wait_for_selector("#where:not([hidden])")
     assert "does not seem to come from anything" in page.inner_text("#overlay-caption")
     assert page.locator("#peak").is_hidden()
+
+
+def test_no_match_is_said_and_weak_matches_can_be_asked_for(page, tmp_path: Path) -> None:
+    import numpy as np
+    from service_helpers import wav_bytes
+
+    wave = np.zeros(8000, dtype=np.float32)
+    wave[3000:5000] = np.random.default_rng(0).normal(0.0, 0.3, 2000)
+    noise = tmp_path / "noise.wav"
+    noise.write_bytes(wav_bytes(wave, 8000))
+    page.set_input_files("#file", str(noise))
+    page.click("#search")
+    page.wait_for_function("document.getElementById('summary').textContent.includes('No match')")
+    assert "likely to match" in page.inner_text("#summary")
+    assert page.locator("#results li").count() == 0
+    page.check("#weak")
+    page.click("#search")
+    page.wait_for_selector("#results li")
+    assert "% match" in page.locator("#results li").first.inner_text()

@@ -26,7 +26,8 @@ def test_localize_timeline_peaks_when_the_digit_on_screen_is_said(
     assert scores[3.5] > max(scores[0.5], scores[2.5])
     best = max(scores, key=scores.get)
     assert best in (1.5, 3.5) and body["time"] == best  # localised in the best window
-    assert body["peak"]["score"] == pytest.approx(scores[best], abs=1e-4)
+    # A window's score is its on-screen probability, as /v1/localize reports it for one window.
+    assert body["on_screen_probability"] == pytest.approx(scores[best], abs=1e-4)
 
 
 def test_search_from_the_best_window(server: httpx.Client, changing_clip: Path) -> None:
