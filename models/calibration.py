@@ -103,11 +103,14 @@ def operating_point(probabilities: np.ndarray, outcomes: np.ndarray,
     return Operating(float(threshold), float(precision), float(recall))
 
 
-def best_threshold(probabilities: np.ndarray, outcomes: np.ndarray) -> Operating:
-    """The threshold (on a 0.01 grid) with the highest F1; the higher one among equals."""
+def best_threshold(probabilities: np.ndarray, outcomes: np.ndarray,
+                   floor: float = 0.5) -> Operating:
+    """The threshold (on a 0.01 grid, ``floor`` or above) with the highest F1; the higher one
+    among equals. The floor of 0.5 keeps out hits more likely wrong than right, whatever F1
+    would trade for recall."""
     best: Operating | None = None
     best_f1 = -1.0
-    for threshold in np.round(np.arange(0.01, 1.0, 0.01), 2):
+    for threshold in np.round(np.arange(floor, 1.0, 0.01), 2):
         point = operating_point(probabilities, outcomes, float(threshold))
         total = point.precision + point.recall
         f1 = 2 * point.precision * point.recall / total if total else 0.0

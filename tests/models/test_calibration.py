@@ -67,8 +67,10 @@ def test_threshold_and_its_precision_and_recall():
     outcomes = np.array([True, True, False, True, False, False])
     point = operating_point(probabilities, outcomes, 0.5)
     assert (point.precision, point.recall) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
-    best = best_threshold(probabilities, outcomes)
+    best = best_threshold(probabilities, outcomes, floor=0.0)
     assert best.recall == 1.0 and best.precision == pytest.approx(0.75)  # accept >= 0.4
+    floored = best_threshold(probabilities, outcomes)  # never below 0.5
+    assert floored.threshold == pytest.approx(0.8) and floored.precision == 1.0
 
 
 @pytest.fixture(scope="module")
