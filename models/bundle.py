@@ -8,9 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models.errors import BundleError
 
@@ -41,22 +41,33 @@ class LocalizationInfo(BaseModel):
     bias: float
 
 
-class PlattInfo(BaseModel):
-    """p = sigmoid(a * score + b) (models.calibration.Platt)."""
+class CurveInfo(BaseModel):
+    """A score -> probability curve: ``platt`` (p = sigmoid(a * score + b)) or ``isotonic``
+    (knots ``x`` -> ``y``, linear between them); models.calibration.Platt and .Isotonic."""
 
-    a: float
-    b: float
+    method: Literal["platt", "isotonic"] = "platt"
+    a: float | None = None
+    b: float | None = None
+    x: list[float] | None = None
+    y: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> CurveInfo:
+        if self.method == "platt" and (self.a is None or self.b is None):
+            raise ValueError("a platt curve needs a and b")
+        if self.method == "isotonic" and (not self.x or not self.y or len(self.x) != len(self.y)):
+            raise ValueError("an isotonic curve needs knots x and y of one length")
+        return self
 
 
 class MatchCalibrationInfo(BaseModel):
     """A search hit's score (inner product of embeddings) -> the probability of a match.
 
-    One Platt fit per direction, on the top hits of held-out queries; ``threshold`` is the
+    One curve per direction, fitted on the top hits of held-out queries; ``threshold`` is the
     default ``min_probability`` of a search, with its precision and recall on those pairs.
     """
 
-    method: str = "platt"
-    directions: dict[str, PlattInfo]
+    directions: dict[str, CurveInfo]
     threshold: float = Field(ge=0.0, le=1.0)
     precision: float
     recall: float

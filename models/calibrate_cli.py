@@ -10,8 +10,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "calibrate",
         help="fit a model bundle's match and on-screen probabilities on held-out data",
-        description="Platt-scale the scores of search hits (one fit per direction, on the top "
-        "30 hits of each held-out query) and AVOL-Net's on-screen score, choose the default "
+        description="Calibrate the scores of search hits (an isotonic fit per direction, on the "
+        "top 30 hits of each held-out query and 30 pairs drawn at random) and AVOL-Net's "
+        "on-screen score (Platt), choose the default "
         "min_probability, and write it all into the bundle's model.json. `avsearch export` "
         "does this itself when the corpus has a val split.",
     )
@@ -32,7 +33,8 @@ def calibrate_and_report(model_dir: str | Path, corpus: str | Path, split: str,
     match, on_screen = summary["match_calibration"], summary["on_screen"]
     if match:
         fitted = match["fitted_on"]
-        print(f"match probability fitted on {fitted['pairs']} top-{fitted['top_k']} hits of "
+        print(f"match probability fitted on {fitted['pairs']} pairs (each query's top "
+              f"{fitted['top_k']} hits and {fitted['random_per_query']} drawn at random) of "
               f"the {split!r} split ({fitted['matches']} matches); default min_probability "
               f"{match['threshold']:.2f} (precision {match['precision']:.3f}, "
               f"recall {match['recall']:.3f})")

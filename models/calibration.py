@@ -118,3 +118,46 @@ def best_threshold(probabilities: np.ndarray, outcomes: np.ndarray,
             best, best_f1 = point, f1
     assert best is not None
     return best
+
+
+@dataclass(frozen=True)
+class Isotonic:
+    """A non-decreasing curve through (score, probability) knots, linear between them and flat
+    beyond the ends."""
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+    def __call__(self, scores: np.ndarray | float) -> np.ndarray:
+        return np.interp(np.asarray(scores, dtype=np.float64), self.x, self.y)
+
+
+def fit_isotonic(scores: np.ndarray, outcomes: np.ndarray, margin: float = 1e-3) -> Isotonic:
+    """Isotonic regression of the outcome on the score (pool adjacent violators).
+
+    Unlike a logistic curve it follows any monotone shape, such as a floor of matches among
+    low scores; each pooled block becomes one knot at its mean score. Probabilities are kept
+    ``margin`` away from 0 and 1: a held-out sample never proves certainty.
+    """
+    x = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(outcomes, dtype=np.float64).ravel()
+    if x.size == 0:
+        raise ValueError("calibration needs pairs")
+    order = np.argsort(x, kind="stable")
+    sums_x: list[float] = []
+    sums_y: list[float] = []
+    counts: list[int] = []
+    for score, outcome in zip(x[order], y[order], strict=True):
+        sums_x.append(score)
+        sums_y.append(outcome)
+        counts.append(1)
+        # Pool while the previous block's rate is not below this one's (equal rates pool too).
+        while len(counts) > 1 and sums_y[-2] * counts[-1] >= sums_y[-1] * counts[-2]:
+            last_x, last_y, last_n = sums_x.pop(), sums_y.pop(), counts.pop()
+            sums_x[-1] += last_x
+            sums_y[-1] += last_y
+            counts[-1] += last_n
+    n = np.asarray(counts, dtype=np.float64)
+    knots_x = np.asarray(sums_x) / n
+    knots_y = np.clip(np.asarray(sums_y) / n, margin, 1.0 - margin)
+    return Isotonic(tuple(float(v) for v in knots_x), tuple(float(v) for v in knots_y))

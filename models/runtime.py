@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from models.bundle import ModelInfo, read_model_info
-from models.calibration import Platt
+from models.bundle import CurveInfo, ModelInfo, read_model_info
+from models.calibration import Isotonic, Platt
 from models.errors import BundleError
 from models.localization import Calibration, cell_logits, heat_maps
 from models.media import resize_image
@@ -36,6 +36,15 @@ def choose_providers(device: str) -> list[str]:
     if device != "auto":
         raise BundleError(f"unknown device {device!r}; use auto, cpu or cuda")
     return [CUDA, CPU] if CUDA in available else [CPU]
+
+
+def curve(info: CurveInfo) -> Platt | Isotonic:
+    """The calibration curve that ``info`` describes."""
+    if info.method == "platt":
+        assert info.a is not None and info.b is not None  # checked when model.json is read
+        return Platt(info.a, info.b)
+    assert info.x is not None and info.y is not None
+    return Isotonic(tuple(info.x), tuple(info.y))
 
 
 @dataclass(frozen=True)
@@ -149,4 +158,4 @@ class ModelRuntime:
         fit = self.info.match_calibration
         if fit is None or direction not in fit.directions:
             return None
-        return Platt(fit.directions[direction].a, fit.directions[direction].b)(scores)
+        return curve(fit.directions[direction])(scores)

@@ -104,7 +104,7 @@ class SearchResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "query": {"kind": "image", "direction": "im2aud", "id": None, "time": None,
                   "duration": None},
-        "k": 2, "min_probability": 0.54, "no_match": False,
+        "k": 2, "min_probability": 0.5, "no_match": False,
         "results": [
             {"rank": 1, "id": "pair-00090", "score": 0.751, "match_probability": 0.962,
              "labels": ["7"], "time": None,

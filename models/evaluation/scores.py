@@ -84,10 +84,15 @@ def retrieved_pairs(
     image_labels: Sequence[frozenset[str]],
     audio_labels: Sequence[frozenset[str]],
     k: int = 30,
+    random_per_query: int = 0,
+    seed: int = 0,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per direction, the scores of each query's top ``k`` hits and whether each is a match
-    (shares a label): the pairs a search shows, on which match probabilities are fitted and
-    judged. Same-modality queries never retrieve themselves."""
+    (shares a label): the pairs a search shows, on which match probabilities are judged.
+    ``random_per_query`` adds that many pairs of each query with database items drawn at random,
+    so that a fit also sees the low scores a search shows only when nothing matches.
+    Same-modality queries never retrieve themselves."""
+    rng = np.random.default_rng(seed)
     embeddings = {"im": image_emb, "aud": audio_emb}
     pairs = {}
     for direction, (query_labels, db_labels, same) in _pairs(image_labels, audio_labels).items():
@@ -99,6 +104,12 @@ def retrieved_pairs(
         if depth < 1:
             continue
         top = np.argpartition(-similarity, depth - 1, axis=1)[:, :depth]
+        if random_per_query:
+            drawn = rng.integers(0, similarity.shape[1], (len(similarity), random_per_query))
+            if same:  # never the query itself
+                rows = np.arange(len(similarity))[:, None]
+                drawn = np.where(drawn == rows, (drawn + 1) % similarity.shape[1], drawn)
+            top = np.concatenate([top, drawn], axis=1)
         scores = np.take_along_axis(similarity, top, axis=1)
         matches = np.take_along_axis(label_relevance(query_labels, db_labels), top, axis=1) > 0
         pairs[direction] = (scores.ravel(), matches.ravel())

@@ -12,6 +12,7 @@ from models.calibration import (
     Platt,
     best_threshold,
     expected_calibration_error,
+    fit_isotonic,
     fit_platt,
     operating_point,
     reliability_table,
@@ -44,6 +45,24 @@ def test_platt_stays_finite_on_separable_data():
 def test_platt_needs_both_outcomes():
     with pytest.raises(ValueError, match="both"):
         fit_platt(np.array([0.1, 0.2]), np.array([True, True]))
+
+
+def test_isotonic_follows_a_shape_a_logistic_cannot():
+    """Matches at a floor of 30% among low scores, then rising: isotonic follows it."""
+    rng = np.random.default_rng(2)
+    scores = rng.uniform(0.0, 1.0, 40_000)
+    truth = np.where(scores < 0.5, 0.3, 0.3 + 1.3 * (scores - 0.5))
+    outcomes = rng.random(scores.size) < truth
+    curve = fit_isotonic(scores, outcomes)
+    assert all(b >= a for a, b in zip(curve.y, curve.y[1:], strict=False))  # monotone
+    assert 0.001 <= min(curve.y) and max(curve.y) <= 0.999
+    grid = np.linspace(0.05, 0.95, 10)
+    truth_grid = np.where(grid < 0.5, 0.3, 0.3 + 1.3 * (grid - 0.5))
+    assert np.abs(curve(grid) - truth_grid).max() < 0.06
+    assert expected_calibration_error(curve(scores), outcomes) < 0.01
+    platt = fit_platt(scores, outcomes)
+    assert expected_calibration_error(platt(scores), outcomes) > \
+        expected_calibration_error(curve(scores), outcomes)
 
 
 def test_ece_is_small_when_calibrated_and_large_when_not():
