@@ -152,3 +152,20 @@ def test_recalibrate_in_place_and_refuse_a_missing_split(calibrated_bundle, val_
 
 def test_export_without_a_val_split_says_so(tiny_bundle):
     assert read_model_info(tiny_bundle).match_calibration is None
+
+
+def test_a_logistic_calibration_still_reads(tiny_bundle, tmp_path):
+    """A bundle calibrated with one logistic curve per direction (no ``method`` field) loads,
+    and its probabilities follow that curve."""
+    import shutil
+
+    bundle = tmp_path / "platt"
+    shutil.copytree(tiny_bundle, bundle)
+    info = json.loads((bundle / "model.json").read_text())
+    info["match_calibration"] = {"directions": {"aud-im": {"a": 10.0, "b": -5.0}},
+                                 "threshold": 0.5, "precision": 0.9, "recall": 0.9}
+    (bundle / "model.json").write_text(json.dumps(info))
+    runtime = ModelRuntime(bundle, device="cpu")
+    probabilities = runtime.match_probability("aud-im", np.array([0.0, 0.5, 1.0]))
+    assert probabilities == pytest.approx(Platt(10.0, -5.0)(np.array([0.0, 0.5, 1.0])))
+    assert runtime.match_probability("im-aud", np.array([0.5])) is None
