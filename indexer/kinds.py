@@ -253,20 +253,36 @@ def build_index_on(
     ids = np.ascontiguousarray(rowids, dtype=np.int64)
     if len(x) != len(ids):
         raise ValueError(f"{len(x)} vectors but {len(ids)} ids")
-    index = create_index(params)
-    if params.kind == "ivfpq":
-        rng = np.random.default_rng(seed)
-        take = min(len(x), params.train_size or len(x))
-        sample = x[np.sort(rng.choice(len(x), size=take, replace=False))]
-        if progress:
-            print(f"training {label} ({params.factory}) on {take} vectors", file=sys.stderr)
-        on_gpu = _try_gpu(gpu, index, params) if gpu is not None else None
-        if on_gpu is not None:
-            on_gpu.train(sample)
-            _add(on_gpu, x, ids, progress, label)
-            return faiss.index_gpu_to_cpu(on_gpu), "cuda"
-        index.train(sample)
+    index, device = trained(params, x, gpu, seed, progress, label)
     _add(index, x, ids, progress, label)
+    if device == "cuda":
+        return faiss.index_gpu_to_cpu(index), "cuda"
+    return index, "cpu"
+
+
+def training_sample(x: np.ndarray, params: IndexParams, seed: int = 0) -> np.ndarray:
+    """The seeded sample of ``train_size`` normalised vectors that IVF-PQ is trained on."""
+    rng = np.random.default_rng(seed)
+    take = min(len(x), params.train_size or len(x))
+    return x[np.sort(rng.choice(len(x), size=take, replace=False))]
+
+
+def trained(params: IndexParams, x: np.ndarray, gpu: GpuContext | None = None, seed: int = 0,
+            progress: bool = False, label: str = "index") -> tuple[faiss.Index, str]:
+    """An empty index of ``params``, trained when its kind needs it (IVF-PQ, on
+    ``training_sample``), and where it lives: ``cuda`` (a GPU index, when ``gpu`` can take
+    it) or ``cpu``. Flat and HNSW need no training and stay on the CPU."""
+    index = create_index(params)
+    if params.kind != "ivfpq":
+        return index, "cpu"
+    sample = training_sample(x, params, seed)
+    if progress:
+        print(f"training {label} ({params.factory}) on {len(sample)} vectors", file=sys.stderr)
+    on_gpu = _try_gpu(gpu, index, params) if gpu is not None else None
+    if on_gpu is not None:
+        on_gpu.train(sample)
+        return on_gpu, "cuda"
+    index.train(sample)
     return index, "cpu"
 
 

@@ -11,7 +11,6 @@ the N answers are merged, so callers search a sharded bundle as an unsharded one
 
 from __future__ import annotations
 
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,9 +22,9 @@ from indexer.kinds import (
     GpuContext,
     IndexParams,
     add_vectors,
-    create_index,
     normalised,
     read_index,
+    trained,
 )
 from models.errors import BundleError
 
@@ -44,41 +43,17 @@ def split_rows(count: int, parts: int) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-def trained_empty(params: IndexParams, vectors: np.ndarray, gpu: GpuContext | None = None,
-                  seed: int = 0, progress: bool = False,
-                  label: str = "index") -> tuple[faiss.Index, str]:
-    """An empty CPU index of ``params``, trained (IVF-PQ) once on the seeded sample of
-    ``vectors`` that ``kinds.build_index`` would take, and where it was trained (cpu, cuda);
-    flat and HNSW need no training."""
-    index = create_index(params)
-    if params.kind != "ivfpq":
-        return index, "cpu"
-    x = normalised(vectors)
-    rng = np.random.default_rng(seed)
-    take = min(len(x), params.train_size or len(x))
-    sample = x[np.sort(rng.choice(len(x), size=take, replace=False))]
-    if progress:
-        print(f"training {label} ({params.factory}) once on {take} vectors", file=sys.stderr)
-    if gpu is not None:
-        try:
-            on_gpu = gpu.to_gpu(index)
-        except RuntimeError:  # code sizes FAISS GPU refuses: train on the CPU
-            on_gpu = None
-        if on_gpu is not None:
-            on_gpu.train(sample)
-            return faiss.index_gpu_to_cpu(on_gpu), "cuda"
-    index.train(sample)
-    return index, "cpu"
-
-
 def build_shards(params: IndexParams, vectors: np.ndarray, rowids: np.ndarray, parts: int,
                  gpu: GpuContext | None = None, progress: bool = False,
                  label: str = "index") -> tuple[list[faiss.Index], str]:
     """``parts`` CPU indices over contiguous row ranges, from one trained quantiser, filled in
     parallel threads; and where the quantiser was trained (cpu, cuda)."""
     ranges = split_rows(len(rowids), parts)
-    template, device = trained_empty(params, vectors, gpu, progress=progress, label=label)
     x = normalised(vectors)
+    # Trained once, on the sample an unsharded build takes; every shard starts from a copy.
+    template, device = trained(params, x, gpu, progress=progress, label=label)
+    if device == "cuda":
+        template = faiss.index_gpu_to_cpu(template)
     ids = np.ascontiguousarray(rowids, dtype=np.int64)
 
     def fill(rows: slice) -> faiss.Index:
