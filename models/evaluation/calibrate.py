@@ -140,13 +140,15 @@ def calibrate_bundle(model_dir: str | Path, corpus_dir: str | Path, split: str =
             "on_screen": on_screen.model_dump() if on_screen else None}
 
 
-def calibration_report(runtime: ModelRuntime, data: RetrievalSet) -> dict | None:
-    """ECE, reliability table and the default threshold's precision and recall, on ``data``'s
-    top hits in every direction the bundle is calibrated for (None if it is not)."""
+def calibration_report(runtime: ModelRuntime, data: RetrievalSet, image_emb: np.ndarray,
+                       audio_emb: np.ndarray) -> dict | None:
+    """ECE, reliability table and the default threshold's precision and recall, on the top
+    hits among ``data`` (embedded as ``image_emb``, ``audio_emb``) in every direction the
+    bundle is calibrated for (None if it is not)."""
     fit = runtime.info.match_calibration
     if fit is None or not (len(data.images) and len(data.waves)):
         return None
-    pairs = embed_pairs(runtime, data)
+    pairs = retrieved_pairs(image_emb, audio_emb, data.image_labels, data.audio_labels, TOP_K)
     per_direction, all_p, all_y = {}, [], []
     for direction, (scores, outcomes) in pairs.items():
         probabilities = runtime.match_probability(direction, scores)

@@ -51,7 +51,7 @@ def evaluate_bundle(
             result["notes"].append("no train split: the CCA row needs one and is left out")
         ndcg["model"] = retrieval_table(image_emb, audio_emb, data.image_labels, data.audio_labels)
         result["ndcg30"] = ndcg
-        report = calibration_report(runtime, data)
+        report = calibration_report(runtime, data, image_emb, audio_emb)
         if report is not None:
             result["calibration"] = report
         else:

@@ -6,6 +6,18 @@ import argparse
 import json
 import shlex
 
+from models.training.config import TrainConfig
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
 
 def _channels(text: str) -> tuple[int, ...]:
     try:
@@ -40,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weight-decay", type=float, default=1e-5)
     parser.add_argument("--loc-weight", type=float, default=1.0,
                         help="weight of the AVOL-Net localisation loss")
-    parser.add_argument("--distractors", type=int, default=8, metavar="N",
+    parser.add_argument("--distractors", type=_count, default=TrainConfig.distractors, metavar="N",
                         help="synthetic sounds of no image (noise bursts, tones) added to each "
                         "batch as negatives, so that unrelated sounds match nothing "
                         "(default: 8; 0: off)")
@@ -62,7 +74,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.training.config import TrainConfig
     from models.training.loop import train
 
     config = TrainConfig(

@@ -19,7 +19,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     warmup_steps: int = 100
     loc_weight: float = 1.0  # weight of AVOL-Net's MIL loss beside the embedding loss
-    distractors: int = 0  # synthetic sounds of no image added to each batch as negatives
+    distractors: int = 8  # synthetic sounds of no image added to each batch as negatives
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0: off
     channels: tuple[int, ...] = ()  # the towers' block widths; empty: the preset's
     seed: int = 0

@@ -289,7 +289,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         raise CorpusError(f"{config.out} already holds a run: pass --resume or another --out")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False) if resume else None
     if state is not None:
-        config = replace(TrainConfig(**state["config"]), steps=config.steps,
+        # A run saved before distractors existed trained without them, and goes on so.
+        config = replace(TrainConfig(**{"distractors": 0, **state["config"]}), steps=config.steps,
                          threads=config.threads)
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     trainer = Trainer(config, progress)

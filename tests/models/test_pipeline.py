@@ -54,6 +54,21 @@ def test_ema_and_channels_resume_and_export_the_averaged_weights(tiny_corpus, tm
     assert info.preset["channels"] == [8, 8, 16, 16] and info.training["ema"] == 0.5
 
 
+def test_a_run_saved_before_distractors_resumes_without_them(tiny_corpus, tmp_path):
+    import torch
+
+    common = ["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"), "--quiet",
+              "--batch-size", "8", "--checkpoint-every", "2", "--eval-every", "2"]
+    assert main([*common, "--steps", "2"]) == 0
+    path = tmp_path / "r" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    assert state["config"]["distractors"] == 8  # the default
+    del state["config"]["distractors"]  # as a checkpoint written before the option existed
+    torch.save(state, path)
+    assert main([*common, "--steps", "4", "--resume"]) == 0
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["config"]["distractors"] == 0
+
+
 def test_train_rejects_bad_channels(tiny_corpus, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"),
