@@ -76,6 +76,10 @@ class ModelRuntime:
             raise BundleError("the CUDA provider is installed but could not start (see the "
                               "ONNX Runtime log); run with device 'cpu' or fix the CUDA setup")
         self.calibration = Calibration(self.info.localization.scale, self.info.localization.bias)
+        match = self.info.match_calibration
+        # Built once: every search turns its hits' scores into probabilities with these.
+        self._match_curves = ({d: curve(c) for d, c in match.directions.items()}
+                              if match is not None else {})
         log.info("model %s (%s) on %s", self.info.content_hash, self.info.preset["name"],
                  self.provider)
 
@@ -155,7 +159,5 @@ class ModelRuntime:
     def match_probability(self, direction: str, scores: np.ndarray) -> np.ndarray | None:
         """Hit scores of one direction (e.g. ``aud-im``) -> match probabilities, or None when the
         bundle has no calibration for that direction."""
-        fit = self.info.match_calibration
-        if fit is None or direction not in fit.directions:
-            return None
-        return curve(fit.directions[direction])(scores)
+        fit = self._match_curves.get(direction)
+        return None if fit is None else fit(scores)
