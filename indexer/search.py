@@ -27,6 +27,7 @@ from indexer.bundle import (
     resolve_bundle,
     vectors_file,
 )
+from indexer.gpu_shards import GpuShardedIndex, search_copy, to_gpu
 from indexer.store import Entry, ItemStore
 from models.errors import BundleError
 
@@ -35,8 +36,10 @@ class SearchIndex:
     """One version of an index bundle, opened read-only.
 
     ``device``: ``cpu``; ``cuda`` or ``auto`` also put the flat and IVF-PQ indices on a GPU
-    (when FAISS has one) for unrestricted searches. Restricted searches run on the CPU copy,
-    because FAISS GPU indices take no id selector; HNSW has no GPU form and stays on the CPU.
+    (when FAISS has one) for unrestricted searches: an unsharded index on GPU 0, a sharded
+    bundle's shards spread over every GPU (``gpus`` says how many it uses). Restricted searches
+    run on the CPU copy, because FAISS GPU indices take no id selector; HNSW has no GPU form and
+    stays on the CPU.
     """
 
     def __init__(self, index_dir: str | Path, device: str = "cpu") -> None:
@@ -58,14 +61,13 @@ class SearchIndex:
                         for m in MODALITIES}
         if len(self._rowids) > 1 and not np.all(np.diff(self._rowids) > 0):
             raise BundleError(f"{self.root / ROWIDS} is not sorted: the bundle is damaged")
-        self._gpu: dict[str, tuple[faiss.Index, np.ndarray | None]] = {}
-        # Sharded bundles are searched on the CPU (their shards run in parallel threads).
-        if self.params.kind != "hnsw" and self.info.shards == 1 and kinds.use_gpu(device):
-            context = kinds.GpuContext()
-            self._gpu_context = context  # the resources must outlive the GPU indices
+        # GPU copies for unrestricted searches: one index on GPU 0, or the shards of a sharded
+        # bundle spread over every GPU FAISS sees (indexer.gpu_shards).
+        self._gpu: dict[str, Any] = {}
+        self.gpus = 0
+        if self.params.kind != "hnsw" and kinds.use_gpu(device):
             try:
-                for modality, index in self._indices.items():
-                    self._gpu[modality] = _to_gpu(context, index)
+                self._gpu, self.gpus = _gpu_copies(self._indices, self.info.shards)
             except RuntimeError as exc:  # e.g. PQ code sizes FAISS GPU does not support
                 self._gpu.clear()
                 if device == "cuda":
@@ -77,6 +79,9 @@ class SearchIndex:
 
     def close(self) -> None:
         self.store.close()
+        for copy in self._gpu.values():
+            if isinstance(copy, GpuShardedIndex):
+                copy.close()
         self._gpu.clear()
 
     def __enter__(self) -> SearchIndex:
@@ -125,11 +130,8 @@ class SearchIndex:
         fetch = k * factor if factor > 1 else k
         restrict = None if restrict_to is None else np.asarray(restrict_to, dtype=np.int64)
         if restrict is None and modality in self._gpu:
-            gpu_index, id_map = self._gpu[modality]
-            scores, ids = kinds.search(gpu_index, self.params, vectors, fetch, None, nprobe,
-                                       ef_search)
-            if id_map is not None:
-                ids = np.where(ids >= 0, id_map[np.maximum(ids, 0)], -1)
+            scores, ids = kinds.search(self._gpu[modality], self.params, vectors, fetch, None,
+                                       nprobe, ef_search)
         else:
             scores, ids = kinds.search(self._indices[modality], self.params, vectors, fetch,
                                        restrict, nprobe, ef_search)
@@ -171,9 +173,25 @@ def _open_modality(root: Path, modality: str, shards: int) -> Any:
     return open_shards(root, modality, shards, mmap=True)
 
 
-def _to_gpu(context: kinds.GpuContext, index: faiss.Index) -> tuple[faiss.Index, np.ndarray | None]:
-    """A GPU copy of a CPU index; an IDMap's inner index is moved alone and its ids kept here."""
-    if isinstance(index, faiss.IndexIDMap | faiss.IndexIDMap2):
-        inner = faiss.downcast_index(index.index)
-        return context.to_gpu(inner), faiss.vector_to_array(index.id_map).astype(np.int64)
-    return context.to_gpu(index), None
+def _gpu_copies(indices: dict[str, Any], shards: int) -> tuple[dict[str, Any], int]:
+    """GPU copies of every modality's index, searched as the CPU ones, and the GPUs used."""
+    if shards == 1:
+        context = kinds.GpuContext()
+        copies = {m: _SingleGpuIndex(context, index) for m, index in indices.items()}
+        return copies, 1
+    gpus = faiss.get_num_gpus()
+    copies = {m: GpuShardedIndex(index.parts, gpus) for m, index in indices.items()}
+    return copies, max(copy.gpus for copy in copies.values())
+
+
+class _SingleGpuIndex:
+    """One CPU index's GPU copy, answering in row ids (``search(x, k, params)``)."""
+
+    def __init__(self, context: kinds.GpuContext, index: faiss.Index) -> None:
+        self.context = context  # the resources must outlive the GPU index
+        self.copy = to_gpu(context, index)
+        self.d, self.ntotal = index.d, index.ntotal
+
+    def search(self, x: np.ndarray, k: int,
+               params: faiss.SearchParameters | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return search_copy(self.copy, x, k, params)

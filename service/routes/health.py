@@ -35,7 +35,8 @@ async def readyz(state: State) -> ReadyResponse | JSONResponse:
         index=IndexStatus(build_id=info.build_id, kind=info.index.kind,
                           items=info.counts.get("items", 0),
                           vectors={m: info.counts.get(m, 0) for m in ("image", "audio")},
-                          on_gpu=index.on_gpu, built_at=info.built_at),
+                          shards=info.shards, on_gpu=index.on_gpu, gpus=index.gpus,
+                          built_at=info.built_at),
     )
 
 

@@ -62,7 +62,11 @@ def assert_same(whole: list, sharded: list, full) -> None:
 def test_every_query_by_id_is_answered_as_by_the_unsharded_bundle(servers, corpus):
     whole, sharded = servers
     items = manifest(corpus)
-    assert whole.get("/readyz").json() and sharded.get("/readyz").status_code == 200
+    ready = sharded.get("/readyz")
+    assert ready.status_code == 200
+    status = ready.json()["index"]
+    assert (whole.get("/readyz").json()["index"]["shards"], status["shards"]) == (1, 4)
+    assert status["on_gpu"] == (status["gpus"] > 0)  # no GPU: the CPU shards, gpus 0
     asked = 0
     for item in items:
         for direction in DIRECTIONS:
