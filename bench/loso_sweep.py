@@ -38,6 +38,8 @@ GRID: dict[str, list[str]] = {
                            "--weight-decay", "1e-3"],
     "ema998-avc": ["--ema", "0.998", "--loss", "avc"],
     "wide": ["--channels", "32,64,128,256"],
+    "lifter20": ["--lifter", "20"],
+    "lifter13": ["--lifter", "13"],
     "ema998-wider": ["--ema", "0.998", "--channels", "48,96,192,384"],
     "ema998-wide-lr1e-3": ["--ema", "0.998", "--channels", "32,64,128,256", "--lr", "1e-3"],
 }

@@ -25,6 +25,8 @@ class AudioSpec:
     top_db: float = 80.0  # dynamic range kept below each clip's peak (gain invariance)
     max_warp: float = 0.0  # training only: random frequency-axis stretch (voices of other sizes)
     cmn: bool = False  # subtract each band's mean over time (channel and voice colour)
+    lifter: int = 0  # keep this many cepstral coefficients per frame (0: all): the spectral
+    # envelope without the pitch harmonics, which say more about the voice than the word
 
     @property
     def num_samples(self) -> int:

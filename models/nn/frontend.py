@@ -29,6 +29,16 @@ def dft_kernel(n_fft: int, win_length: int) -> torch.Tensor:
     return kernel[:, None, :].float()
 
 
+def lifter_matrix(bins: int, keep: int) -> torch.Tensor:
+    """(bins, bins) smoothing across frequency: orthonormal DCT-II, keep the first ``keep``
+    cepstral coefficients, invert. Removes the fine harmonic ripple (the pitch) of each frame."""
+    n = torch.arange(bins, dtype=torch.float64)
+    dct = torch.cos(math.pi / bins * (n[None, :] + 0.5) * n[:, None]) * math.sqrt(2.0 / bins)
+    dct[0] /= math.sqrt(2.0)
+    kept = dct[:keep]
+    return (kept.T @ kept).float()
+
+
 def mel_matrix(n_mels: int, n_fft: int, sample_rate: int) -> torch.Tensor:
     """(n_mels, bins) triangular filters on the HTK mel scale, unit peak."""
 
@@ -58,6 +68,8 @@ class LogSpectrogram(nn.Module):
         self.register_buffer("kernel", dft_kernel(spec.n_fft, spec.win_length), persistent=False)
         mel = mel_matrix(spec.n_mels, spec.n_fft, spec.sample_rate) if spec.n_mels else None
         self.register_buffer("mel", mel, persistent=False)
+        smooth = lifter_matrix(spec.num_bins, spec.lifter) if spec.lifter else None
+        self.register_buffer("smooth", smooth, persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         spectrum = nn.functional.conv1d(wave[:, None, :], self.kernel, stride=self.hop_length)
@@ -68,6 +80,8 @@ class LogSpectrogram(nn.Module):
         db = 10.0 * torch.log10(power + 1e-10)
         peak = torch.amax(db, dim=(1, 2), keepdim=True)
         db = torch.clamp(db - peak, min=-self.top_db)
+        if self.smooth is not None:
+            db = torch.matmul(self.smooth, db)
         if self.cmn:
             db = db - db.mean(dim=2, keepdim=True)
         return db[:, None]

@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "with this decay, e.g. 0.999 (default: off)")
     parser.add_argument("--channels", type=_channels, default=(), metavar="C1,C2,C3,C4",
                         help="the towers' block widths (default: the preset's)")
+    parser.add_argument("--lifter", type=_count, default=None, metavar="N",
+                        help="cepstral coefficients the audio front end keeps per frame, which "
+                        "smooths away the pitch harmonics (0: all; default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--eval-every", type=int, default=0,
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         corpus=args.corpus, out=args.out, preset=args.preset, loss=args.loss, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         loc_weight=args.loc_weight, distractors=args.distractors, ema=args.ema,
-        channels=args.channels, seed=args.seed,
+        channels=args.channels,
+        lifter=-1 if args.lifter is None else args.lifter, seed=args.seed,
         device=args.device,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, threads=args.threads,
         command=shlex.join(["avsearch", *args.argv]),

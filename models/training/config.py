@@ -22,6 +22,7 @@ class TrainConfig:
     distractors: int = 8  # synthetic sounds of no image added to each batch as negatives
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0: off
     channels: tuple[int, ...] = ()  # the towers' block widths; empty: the preset's
+    lifter: int = -1  # cepstral coefficients kept by the audio front end; -1: the preset's
     seed: int = 0
     device: str = "auto"
     eval_every: int = 0  # steps between held-out evaluations; 0: once per epoch

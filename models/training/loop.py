@@ -66,6 +66,9 @@ class Trainer:
         self.preset = get_preset(config.preset)
         if config.channels:
             self.preset = replace(self.preset, channels=tuple(config.channels))
+        if config.lifter >= 0:
+            self.preset = replace(self.preset, audio=replace(self.preset.audio,
+                                                             lifter=config.lifter))
         self.spec = InputSpec(
             self.preset.image_size, self.preset.audio.sample_rate, self.preset.audio.window_s
         )

@@ -1,12 +1,15 @@
 """The log-spectrogram front end: the shape the design fixes, and agreement with torch.stft."""
 
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from models.nn.frontend import LogSpectrogram, mel_matrix
+from models.export import _export, parity
+from models.nn.frontend import LogSpectrogram, lifter_matrix, mel_matrix
 from models.presets import DIGITS, PAPER, AudioSpec
 
 
@@ -58,3 +61,27 @@ def test_band_mean_normalisation_removes_a_steady_colour():
     assert DIGITS.audio.cmn
     assert torch.allclose(spec.mean(dim=1), torch.zeros(spec.shape[0]), atol=1e-3)
     assert spec.abs().max() < 1.0
+
+
+def test_the_lifter_keeps_the_envelope_and_removes_the_harmonic_ripple():
+    """Liftering is a rank-``keep`` orthogonal projection across frequency: a slow envelope
+    passes unchanged, the fast ripple that pitch harmonics draw across the bands does not."""
+    smooth = lifter_matrix(64, 20)
+    assert torch.allclose(smooth, smooth.T, atol=1e-6)
+    assert torch.allclose(smooth @ smooth, smooth, atol=1e-5)
+    assert round(float(torch.trace(smooth))) == 20
+    bands = torch.arange(64, dtype=torch.float32)
+    envelope = torch.cos(np.pi / 64 * (bands + 0.5) * 3)  # cepstral coefficient 3
+    ripple = torch.cos(np.pi / 64 * (bands + 0.5) * 40)  # coefficient 40: pitch-like detail
+    assert torch.allclose(smooth @ envelope, envelope, atol=1e-5)
+    assert float((smooth @ ripple).abs().max()) < 1e-5
+
+
+def test_a_liftered_front_end_exports_with_parity():
+    """The lifter is one more MatMul in the ONNX graph; ONNX Runtime agrees with torch."""
+    frontend = LogSpectrogram(replace(DIGITS.audio, lifter=20)).eval()
+    waves = (np.random.default_rng(0).standard_normal((2, 8000)) * 0.1).astype(np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "frontend.onnx"
+        _export(frontend, torch.from_numpy(waves), path, "audio", ["spectrogram"])
+        assert parity(frontend, path, waves, "audio") < 1e-3  # decibels
