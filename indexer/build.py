@@ -10,9 +10,12 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
+import faiss
 import numpy as np
 
 from indexer import bundle
@@ -151,7 +154,7 @@ def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -
         raise BundleError(f"unknown engine {config.engine!r}; use {' or '.join(ENGINES)}")
     if config.shards < 1:
         raise BundleError(f"--shards must be 1 or more, not {config.shards}")
-    embed_on_ray = _ray_embedder() if config.engine == "ray" else None
+    on_ray = _ray_engine() if config.engine == "ray" else None
     started = time.monotonic()
     out = Path(config.out)
     bundle.check_target(out, config.overwrite)
@@ -163,7 +166,7 @@ def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -
     runtime = ModelRuntime(config.model,
                            device="cpu" if config.engine == "ray" else config.device,
                            batch_size=config.embed.batch_size)
-    with bundle.writer_lock(out):
+    with bundle.writer_lock(out), ExitStack() as ray_stage:
         entries, plan_failed = plan_entries(config.corpus, items, runtime.window_s,
                                             config.segments, progress=config.embed.progress)
         # Parameters that cannot work are refused now, not after an hour of embedding.
@@ -174,14 +177,19 @@ def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -
         key = ("build", runtime.content_hash, manifest, f"segments={config.segments}")
         staging = staging_dir(out, *key)
         open_staging(staging, {"job": list(key), "entries": len(entries)})
-        if embed_on_ray is None:
+        if on_ray is None:
             done = embed_entries(runtime, config.corpus, entries, staging, config.embed,
                                  on_shard)
             provider = runtime.provider
+            build_indices = _local_indices
         else:
-            done, provider = embed_on_ray(config.ray, config.model, config.device,
+            # One Ray session for the embedding and the index stage (embed_on_ray joins it);
+            # it is left just before the lock is released (bundle published or discarded).
+            ray_stage.enter_context(on_ray.session(config.ray, config.embed.progress))
+            done, provider = on_ray.embed(config.ray, config.model, config.device,
                                           config.corpus, entries, staging, config.embed,
                                           runtime, on_shard)
+            build_indices = on_ray.indices
         failed = plan_failed + done.failed
         _check_failures(len(done.rowids), failed, config.max_failed_share)
         params = choose_params(config.kind, len(done.rowids), runtime.info.embed_dim,
@@ -194,7 +202,7 @@ def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -
             _write_store(version, [kept[r] for r in done.rowids.tolist()], config.corpus)
             vectors = {m: normalised(done.vectors[m]) for m in MODALITIES}
             device = _write_indices(version, params, done.rowids, vectors, gpu,
-                                    config.embed.progress, config.shards)
+                                    config.embed.progress, config.shards, build_indices)
             info = IndexInfo(
                 build_id=build_id,
                 model_hash=runtime.content_hash,
@@ -228,14 +236,30 @@ def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -
     return Report("build", out, final, info, len(done.rowids), failed, done.resumed)
 
 
-def _ray_embedder() -> Callable[..., tuple[Embedded, str]]:
-    """``ray_build.embed_on_ray``, imported only now (the local path never loads Ray)."""
+IndexBuilder = Callable[[IndexParams, np.ndarray, np.ndarray, int, GpuContext | None, bool, str],
+                        tuple[list[faiss.Index], str]]
+"""(params, normalised vectors, rowids, shards, gpu, progress, label) -> (the index or its
+shards in row order, where the quantiser was trained): ``_local_indices`` or
+``ray_index.build_on_ray``."""
+
+
+class _RayEngine(NamedTuple):
+    """What ``--engine ray`` runs on Ray: the session, the embedding, the index stage."""
+
+    session: Callable[[RayConfig, bool], AbstractContextManager[None]]
+    embed: Callable[..., tuple[Embedded, str]]
+    indices: IndexBuilder
+
+
+def _ray_engine() -> _RayEngine:
+    """The Ray modules, imported only now (the local path never loads Ray)."""
     try:
-        from indexer.ray_build import embed_on_ray
+        from indexer.ray_build import embed_on_ray, ray_session
+        from indexer.ray_index import build_on_ray
     except ImportError as exc:
         raise BundleError(f"--engine ray needs Ray ({exc}): pip install 'avsearch[ray]'") \
             from None
-    return embed_on_ray
+    return _RayEngine(ray_session, embed_on_ray, build_on_ray)
 
 
 # ---------------------------------------------------------------------------- add
@@ -433,27 +457,31 @@ def _write_store(version: Path, entries: Sequence[Entry], corpus: Path) -> None:
 
 def _write_indices(version: Path, params: IndexParams, rowids: np.ndarray,
                    vectors: dict[str, np.ndarray], gpu: GpuContext | None,
-                   progress: bool, shards: int = 1) -> str:
-    """Both modalities' indices and embeddings; returns where FAISS built them (cpu, cuda)."""
+                   progress: bool, shards: int = 1,
+                   build_indices: IndexBuilder | None = None) -> str:
+    """Both modalities' indices (``build_indices``, default the local build) and embeddings;
+    returns where FAISS built them (cpu, cuda)."""
+    build_indices = build_indices or _local_indices
     devices = set()
-    if shards > 1:
-        for modality in MODALITIES:
-            parts, device = build_shards(params, vectors[modality], rowids, shards, gpu,
-                                         progress, modality)
-            devices.add(device)
-            for name, part in zip(bundle.index_files(modality, shards), parts, strict=True):
-                write_index(part, version / name)
-            np.save(version / bundle.vectors_file(modality), vectors[modality])
-        np.save(version / ROWIDS, rowids)
-        return "cuda" if devices == {"cuda"} else "cpu"
     for modality in MODALITIES:
-        index, device = build_index_on(params, vectors[modality], rowids, gpu,
-                                       progress=progress, label=modality)
+        parts, device = build_indices(params, vectors[modality], rowids, shards, gpu, progress,
+                                      modality)
         devices.add(device)
-        write_index(index, version / bundle.index_file(modality))
+        for name, part in zip(bundle.index_files(modality, shards), parts, strict=True):
+            write_index(part, version / name)
         np.save(version / bundle.vectors_file(modality), vectors[modality])
     np.save(version / ROWIDS, rowids)
     return "cuda" if devices == {"cuda"} else "cpu"
+
+
+def _local_indices(params: IndexParams, vectors: np.ndarray, rowids: np.ndarray, shards: int,
+                   gpu: GpuContext | None, progress: bool,
+                   label: str) -> tuple[list[faiss.Index], str]:
+    """The index (or its shards) built in this process: ``build_index_on`` or ``build_shards``."""
+    if shards > 1:
+        return build_shards(params, vectors, rowids, shards, gpu, progress, label)
+    index, device = build_index_on(params, vectors, rowids, gpu, progress=progress, label=label)
+    return [index], device
 
 
 def _counts(items: int) -> dict[str, int]:

@@ -6,8 +6,9 @@ The job is one Ray Data pipeline over the entries still to embed:
     CUDA actors where the cluster has GPUs) ──► write shards (tasks) ──► the driver's progress
 
 The shard writers put ``shard-NNNNN.npz`` files into the build's staging folder, exactly the
-files the local build writes (``indexer.embed``), so everything after embedding — resuming,
-gathering, bad items, the index and the bundle — is the local build's code. The staging folder
+files the local build writes (``indexer.embed``), so resuming, gathering, bad items and the
+bundle are the local build's code; the FAISS index stage runs in Ray tasks too
+(``indexer.ray_index``). The staging folder
 must therefore be on storage every node sees (as must the corpus and the model bundle).
 
 Faults: a task whose worker dies is run again by Ray (Ray's default: 3 retries); an actor whose
@@ -16,7 +17,7 @@ actor pools: restarts and task retries without limit). A shard is
 written under a temporary name and renamed, and its number is the run's first free number plus
 the smallest row id it holds, so a retried writer rewrites the same file with the same rows and
 concurrent writers never collide. An interrupted job leaves the shards written so far; the rerun
-embeds only the rest. Only this module imports Ray.
+embeds only the rest. Only this module and ``indexer.ray_index`` import Ray.
 """
 
 from __future__ import annotations

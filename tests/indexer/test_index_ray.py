@@ -17,13 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from index_helpers import append_items, build, copy_corpus, one_line_error
 from ray_cluster import RayCluster, free_port, two_node_cluster
 
+from indexer import kinds
 from indexer.build import BuildConfig
 from indexer.build import build as build_bundle
+from indexer.bundle import index_files
 from indexer.embed import EmbedConfig
 from indexer.ray_config import RayConfig
 from indexer.search import open_index
@@ -114,6 +117,75 @@ def test_a_killed_worker_loses_no_item(ray_cluster, flat_index, tiny_bundle, tin
     local, remote = stored(flat_index), stored(tmp_path / "index")
     for name in ("rowids", "image", "audio"):
         assert np.array_equal(local[name], remote[name]), name
+
+
+def index_parts(index_dir: Path) -> dict[str, list[faiss.Index]]:
+    """Each modality's FAISS file(s) of a bundle, in shard order."""
+    root = index_dir.resolve()
+    shards = json.loads((root / "index.json").read_text())["shards"]
+    return {m: [kinds.read_index(root / name) for name in index_files(m, shards)]
+            for m in ("image", "audio")}
+
+
+def assert_same_indices(local_dir: Path, ray_dir: Path) -> None:
+    """The Ray-built bundle's index files against the local build's: every stored vector (both
+    modalities) as a query, k=10, gives the same scores and ids from every file; and the files
+    serialise to the same bytes."""
+    params = kinds.IndexParams(**json.loads((local_dir / "index.json").read_text())["index"])
+    vectors = stored(local_dir)
+    queries = np.concatenate([vectors["image"], vectors["audio"]])
+    local, remote = index_parts(local_dir), index_parts(ray_dir)
+    for modality in ("image", "audio"):
+        assert len(remote[modality]) == len(local[modality])
+        for number, (want, got) in enumerate(zip(local[modality], remote[modality],
+                                                 strict=True)):
+            where = f"{modality} file {number}"
+            assert got.ntotal == want.ntotal > 0, where
+            expected = kinds.search(want, params, queries, 10)
+            answers = kinds.search(got, params, queries, 10)
+            assert np.array_equal(answers[1], expected[1]), where
+            assert np.array_equal(answers[0], expected[0]), where
+            assert np.array_equal(faiss.serialize_index(got), faiss.serialize_index(want)), where
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivfpq"])
+def test_ray_index_shards_equal_the_local_shards(ray_cluster, kind, tiny_bundle, tiny_corpus,
+                                                 tmp_path):
+    """``--shards 2``: the quantiser trained once in the driver, each shard filled in a task."""
+    assert build(tiny_bundle, tiny_corpus, tmp_path / "local", "--kind", kind,
+                 "--shards", "2") == 0
+    assert ray_build(ray_cluster, tiny_bundle, tiny_corpus, tmp_path / "ray", "--kind", kind,
+                     "--shards", "2", "--batch-size", "64") == 0
+    info = json.loads((tmp_path / "ray" / "index.json").read_text())
+    assert info["engine"] == "ray" and info["shards"] == 2
+    assert info["index"] == json.loads((tmp_path / "local" / "index.json").read_text())["index"]
+    assert_same_indices(tmp_path / "local", tmp_path / "ray")
+
+
+def test_ray_ivfpq_encoded_in_tasks_equals_the_local_index(ray_cluster, tiny_bundle,
+                                                           tiny_corpus, tmp_path):
+    """``--kind ivfpq`` unsharded: encoded in 2 tasks (the cluster's 2 CPUs) and merged into
+    the trained template in row order: the same inverted lists, in the same order, as the
+    local build's one ``add``: the same bytes."""
+    small = ("--kind", "ivfpq", "--nlist", "4", "--pq-m", "16")
+    assert build(tiny_bundle, tiny_corpus, tmp_path / "local", *small) == 0
+    assert ray_build(ray_cluster, tiny_bundle, tiny_corpus, tmp_path / "ray", *small,
+                     "--batch-size", "64") == 0
+    info = json.loads((tmp_path / "ray" / "index.json").read_text())
+    assert info["engine"] == "ray" and info["index"]["nlist"] == 4
+    from indexer.ray_index import encoder_count
+
+    assert encoder_count(info["counts"]["items"], 2) == 2  # the merge path, not the driver's
+    assert_same_indices(tmp_path / "local", tmp_path / "ray")
+    local, remote = index_parts(tmp_path / "local"), index_parts(tmp_path / "ray")
+    for modality in ("image", "audio"):
+        want, got = (faiss.extract_index_ivf(i[0]).invlists for i in (local[modality],
+                                                                         remote[modality]))
+        for number in range(4):
+            assert got.list_size(number) == want.list_size(number)
+            listed = [faiss.rev_swig_ptr(lists.get_ids(number), lists.list_size(number)).copy()
+                      for lists in (want, got)]
+            assert np.array_equal(*listed), f"{modality} list {number}"
 
 
 @pytest.fixture
