@@ -19,6 +19,16 @@ def _count(text: str) -> int:
     return value
 
 
+def _weight(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
 def _channels(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(part) for part in text.split(","))
@@ -64,6 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lifter", type=_count, default=None, metavar="N",
                         help="cepstral coefficients the audio front end keeps per frame, which "
                         "smooths away the pitch harmonics (0: all; default: the preset's)")
+    parser.add_argument("--view-weight", type=_weight, default=0.0, metavar="W",
+                        help="weight of a loss asking two augmented views of each sound for the "
+                        "same embedding (default: 0, off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--eval-every", type=int, default=0,
@@ -84,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         loc_weight=args.loc_weight, distractors=args.distractors, ema=args.ema,
         channels=args.channels,
-        lifter=-1 if args.lifter is None else args.lifter, seed=args.seed,
+        lifter=-1 if args.lifter is None else args.lifter, view_weight=args.view_weight,
+        seed=args.seed,
         device=args.device,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, threads=args.threads,
         command=shlex.join(["avsearch", *args.argv]),

@@ -23,6 +23,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0: off
     channels: tuple[int, ...] = ()  # the towers' block widths; empty: the preset's
     lifter: int = -1  # cepstral coefficients kept by the audio front end; -1: the preset's
+    view_weight: float = 0.0  # weight of the agreement of two augmented views of each sound
     seed: int = 0
     device: str = "auto"
     eval_every: int = 0  # steps between held-out evaluations; 0: once per epoch

@@ -142,7 +142,21 @@ class Trainer:
         else:
             main = torch.zeros((), device=device)
         loss = main + self.config.loc_weight * loc
-        return loss, {"loss": loss.item(), "main": main.item(), "mil": loc.item()}
+        parts = {"main": main.item(), "mil": loc.item()}
+        if self.config.view_weight > 0:
+            views = self.view_loss(pairs.waves[index], audio_emb)
+            loss = loss + self.config.view_weight * views
+            parts["views"] = views.item()
+        return loss, {"loss": loss.item(), **parts}
+
+    def view_loss(self, waves: torch.Tensor, audio_emb: torch.Tensor) -> torch.Tensor:
+        """1 - cosine between each sound's embedding and that of a second, independently
+        augmented view of it (another speed, shift, gain, warp, masks): the augmentations stand
+        in for other voices, and this asks the audio tower to ignore them directly."""
+        audio = self.preset.audio
+        second = self.model.audio(augment_waves(waves, audio.sample_rate, self.gen)
+                                  .to(self.device))
+        return (1.0 - (audio_emb * second).sum(dim=1)).mean()
 
     def train(self) -> dict:
         config = self.config

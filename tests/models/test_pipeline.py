@@ -69,6 +69,26 @@ def test_a_run_saved_before_distractors_resumes_without_them(tiny_corpus, tmp_pa
     assert json.loads((tmp_path / "r" / "run.json").read_text())["config"]["distractors"] == 0
 
 
+def test_lifter_and_view_weight_train_and_reach_the_bundle(tiny_corpus, tmp_path):
+    run, model = tmp_path / "r", tmp_path / "model"
+    assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet",
+                 "--batch-size", "8", "--steps", "2", "--eval-every", "2", "--lifter", "12",
+                 "--view-weight", "0.5"]) == 0
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0.0 <= last["views"] <= 2.0  # 1 - cosine of two views of each sound
+    assert main(["export", str(run), "--out", str(model)]) == 0
+    info = read_model_info(model)
+    assert info.preset["audio"]["lifter"] == 12 and info.training["view_weight"] == 0.5
+
+
+@pytest.mark.parametrize("weight", ["-1", "nan", "heavy"])
+def test_train_rejects_a_bad_view_weight(tiny_corpus, tmp_path, capsys, weight):
+    with pytest.raises(SystemExit):
+        main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"),
+              "--view-weight", weight])
+    assert "--view-weight" in capsys.readouterr().err
+
+
 def test_train_rejects_bad_channels(tiny_corpus, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"),
