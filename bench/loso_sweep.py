@@ -74,10 +74,12 @@ def train(name: str, speaker: str, args: argparse.Namespace, deadline: float) ->
     extra = GRID[name]
     steps = [] if "--steps" in extra else ["--steps", str(args.steps)]
     started = time.perf_counter()
-    code = avsearch("train", "--corpus", str(Path(args.out) / f"corpus-{speaker}"), "--out",
-                    str(run), "--device", args.device, "--threads", str(args.threads),
-                    "--seed", str(args.seed), "--eval-every", str(args.eval_every), "--quiet",
-                    *steps, *extra, log=run.with_suffix(".log"))
+    # A finished run (an earlier sweep into the same --out) is read, not trained again.
+    code = 0 if (run / "run.json").exists() else avsearch(
+        "train", "--corpus", str(Path(args.out) / f"corpus-{speaker}"), "--out", str(run),
+        "--device", args.device, "--threads", str(args.threads), "--seed", str(args.seed),
+        "--eval-every", str(args.eval_every), "--quiet", *steps, *extra,
+        log=run.with_suffix(".log"))
     if code != 0:
         print(f"{name}/{speaker}: train failed (see {run}.log)", flush=True)
         return None
@@ -102,11 +104,11 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def best(results: list[dict]) -> str | None:
+def best(results: list[dict], speakers: list[str]) -> str | None:
     """The configuration with every fold done and the highest mean cross-modal nDCG."""
     complete = {name: [r for r in results if r["config"] == name] for name in GRID}
     scores = {name: sum(r["im-aud"] + r["aud-im"] for r in runs) / len(runs)
-              for name, runs in complete.items() if len(runs) == len(SPEAKERS)}
+              for name, runs in complete.items() if len(runs) == len(speakers)}
     return max(scores, key=scores.get) if scores else None
 
 
@@ -122,6 +124,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenes", type=int, default=1000)
     parser.add_argument("--configs", default=",".join(GRID), help="comma-separated grid names")
+    parser.add_argument("--speakers", default=",".join(SPEAKERS),
+                        help="the folds to run (held-out speakers, comma-separated)")
     parser.add_argument("--deadline", type=float, default=0.0,
                         help="minutes after which no new run is started (0: none)")
     parser.add_argument("--export-best", action="store_true",
@@ -130,22 +134,25 @@ def main() -> None:
     started = time.monotonic()
     deadline = started + args.deadline * 60 if args.deadline else float("inf")
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(len(SPEAKERS)) as pool:
-        list(pool.map(lambda s: build_corpus(s, args), SPEAKERS))
+    speakers = [s for s in args.speakers.split(",") if s]
+    if not speakers or set(speakers) - set(SPEAKERS):
+        raise SystemExit(f"--speakers: choose among {', '.join(SPEAKERS)}")
+    with ThreadPoolExecutor(len(speakers)) as pool:
+        list(pool.map(lambda s: build_corpus(s, args), speakers))
     print(f"corpora ready after {time.monotonic() - started:.0f} s", flush=True)
     names = [n for n in args.configs.split(",") if n]
     unknown = sorted(set(names) - set(GRID))
     if unknown:
         raise SystemExit(f"unknown configurations: {', '.join(unknown)}")
-    jobs = [(name, speaker) for name in names for speaker in SPEAKERS]
+    jobs = [(name, speaker) for name in names for speaker in speakers]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = [r for r in pool.map(lambda job: train(*job, args, deadline), jobs) if r]
     (Path(args.out) / "sweep.json").write_text(json.dumps(results, indent=2))
     print(table(results))
-    winner = best(results)
+    winner = best(results, speakers)
     print(f"best: {winner}")
     if winner and args.export_best:
-        for speaker in SPEAKERS:
+        for speaker in speakers:
             run = Path(args.out) / winner / speaker
             if avsearch("export", str(run), "--out", str(Path(args.out) / "best" / speaker),
                         log=Path(args.out) / f"export-{speaker}.log") != 0:
