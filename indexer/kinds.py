@@ -415,7 +415,9 @@ def refine(
     query_of = np.nonzero(valid)[0]
     picked = np.asarray(vectors[positions[valid]], dtype=np.float32)
     scores[valid] = np.einsum("cd,cd->c", picked, x[query_of])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    # Best first; equal scores by ascending id; missing candidates (-inf) last.
+    tie_key = np.where(valid, found, np.iinfo(np.int64).max)
+    order = np.lexsort((tie_key, -scores), axis=1)[:, :k]
     best = np.take_along_axis(scores, order, axis=1)
     ids = np.where(np.isfinite(best), np.take_along_axis(found, order, axis=1), -1)
     return best, ids

@@ -28,8 +28,14 @@ from indexer.bundle import (
     vectors_file,
 )
 from indexer.gpu_shards import GpuShardedIndex, search_copy, to_gpu
+from indexer.shards import merge
 from indexer.store import Entry, ItemStore
 from models.errors import BundleError
+
+TIE_MARGIN = 16
+"""Results fetched beyond the ``k`` asked for: an index returns tied items in whatever order it
+met them, so a few more are fetched and re-sorted, and a group of items tied at the k-th place
+is cut by row id, not by chance (exact while a tie group has at most this many more items)."""
 
 
 class SearchIndex:
@@ -118,6 +124,9 @@ class SearchIndex:
 
         Returns (scores, rowids), both (len(vectors), k), best first: scores are cosine
         similarities; rowid -1 (score -inf) pads when fewer than ``k`` items qualify.
+        Items with exactly equal scores (the same media in two items) come by ascending row
+        id, and when they tie for the last places the lowest ids are kept (``TIE_MARGIN``), so
+        every index kind, sharded or not, on CPU or GPU, orders the same answer the same way.
         ``restrict_to`` limits the results to those row ids (e.g. one split). ``nprobe``,
         ``ef_search`` and ``rerank`` (IVF-PQ: re-score ``k * rerank`` candidates exactly; 1 turns
         it off) override the bundle's defaults for this call only.
@@ -127,7 +136,7 @@ class SearchIndex:
         if k < 1:
             raise BundleError(f"k must be 1 or more, not {k}")
         factor = rerank if rerank is not None else (self.params.rerank or 1)
-        fetch = k * factor if factor > 1 else k
+        fetch = (k * factor if factor > 1 else k) + TIE_MARGIN
         restrict = None if restrict_to is None else np.asarray(restrict_to, dtype=np.int64)
         if restrict is None and modality in self._gpu:
             scores, ids = kinds.search(self._gpu[modality], self.params, vectors, fetch, None,
@@ -135,9 +144,9 @@ class SearchIndex:
         else:
             scores, ids = kinds.search(self._indices[modality], self.params, vectors, fetch,
                                        restrict, nprobe, ef_search)
-        if fetch > k:
+        if factor > 1:
             return kinds.refine(vectors, ids, k, self._stored[modality], self._rowids)
-        return scores, ids
+        return merge([(scores, ids)], k)
 
     def vectors(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
         """The stored embeddings of ``modality`` and their row ids (memory-mapped)."""
