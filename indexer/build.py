@@ -35,7 +35,6 @@ from indexer.kinds import (
     Overrides,
     add_vectors,
     build_index,
-    build_index_on,
     can_remove,
     choose_params,
     normalised,
@@ -45,7 +44,7 @@ from indexer.kinds import (
     write_index,
 )
 from indexer.ray_config import ENGINES, RayConfig
-from indexer.shards import build_shards, split_rows
+from indexer.shards import build_parts, split_rows
 from indexer.store import Entry, ItemStore, create_store
 from models.errors import BundleError, CorpusError
 from models.manifest import read_manifest
@@ -181,7 +180,7 @@ def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -
             done = embed_entries(runtime, config.corpus, entries, staging, config.embed,
                                  on_shard)
             provider = runtime.provider
-            build_indices = _local_indices
+            build_indices = build_parts
         else:
             # One Ray session for the embedding and the index stage (embed_on_ray joins it);
             # it is left just before the lock is released (bundle published or discarded).
@@ -239,7 +238,7 @@ def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -
 IndexBuilder = Callable[[IndexParams, np.ndarray, np.ndarray, int, GpuContext | None, bool, str],
                         tuple[list[faiss.Index], str]]
 """(params, normalised vectors, rowids, shards, gpu, progress, label) -> (the index or its
-shards in row order, where the quantiser was trained): ``_local_indices`` or
+shards in row order, where the quantiser was trained): ``build_parts`` or
 ``ray_index.build_on_ray``."""
 
 
@@ -461,7 +460,7 @@ def _write_indices(version: Path, params: IndexParams, rowids: np.ndarray,
                    build_indices: IndexBuilder | None = None) -> str:
     """Both modalities' indices (``build_indices``, default the local build) and embeddings;
     returns where FAISS built them (cpu, cuda)."""
-    build_indices = build_indices or _local_indices
+    build_indices = build_indices or build_parts
     devices = set()
     for modality in MODALITIES:
         parts, device = build_indices(params, vectors[modality], rowids, shards, gpu, progress,
@@ -472,16 +471,6 @@ def _write_indices(version: Path, params: IndexParams, rowids: np.ndarray,
         np.save(version / bundle.vectors_file(modality), vectors[modality])
     np.save(version / ROWIDS, rowids)
     return "cuda" if devices == {"cuda"} else "cpu"
-
-
-def _local_indices(params: IndexParams, vectors: np.ndarray, rowids: np.ndarray, shards: int,
-                   gpu: GpuContext | None, progress: bool,
-                   label: str) -> tuple[list[faiss.Index], str]:
-    """The index (or its shards) built in this process: ``build_index_on`` or ``build_shards``."""
-    if shards > 1:
-        return build_shards(params, vectors, rowids, shards, gpu, progress, label)
-    index, device = build_index_on(params, vectors, rowids, gpu, progress=progress, label=label)
-    return [index], device
 
 
 def _counts(items: int) -> dict[str, int]:

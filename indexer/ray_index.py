@@ -12,7 +12,10 @@ The driver trains once and the cluster fills:
   template in row order with IVF ``merge_from``, which appends every part's entries to each
   inverted list. Every list thus holds its entries in the order one ``add`` of all rows would
   have put them, with the same codes: the index is the local build's.
-- ``--shards 1``, flat or HNSW: built in the driver, as the local build does (``build_local``).
+- ``--shards 1``, flat or HNSW: built in the driver, as the local build does
+  (``shards.build_parts``): a flat index is only a copy of the vectors (a task would move them
+  twice for nothing), and an HNSW graph cannot be merged from parts; IVF-PQ too when the data is
+  too small to be worth tasks.
 
 Vectors and templates reach the tasks through the object store (``ray.put``), never through
 files, so the index stage needs no shared storage. With a FAISS GPU in the driver the quantiser
@@ -28,8 +31,8 @@ import faiss
 import numpy as np
 import ray
 
-from indexer.kinds import GpuContext, IndexParams, add_vectors, build_index_on, trained
-from indexer.shards import split_rows
+from indexer.kinds import GpuContext, IndexParams, add_vectors, trained
+from indexer.shards import build_parts, split_rows
 
 FILL_CPUS = 1
 """Logical CPUs a filling task asks for (Ray then gives its FAISS one OpenMP thread)."""
@@ -56,25 +59,15 @@ def build_on_ray(params: IndexParams, vectors: np.ndarray, rowids: np.ndarray, s
             print(f"filling {label} in {shards} shards on Ray", file=sys.stderr)
         return _fill_on_ray(template, vectors, ids, ranges), device
     if params.kind != "ivfpq":
-        return build_local(params, vectors, ids, gpu, progress, label)
+        return build_parts(params, vectors, ids, 1, gpu, progress, label)
     encoders = encoder_count(len(ids), _cluster_cpus())
     if encoders < 2:
-        return build_local(params, vectors, ids, gpu, progress, label)
+        return build_parts(params, vectors, ids, 1, gpu, progress, label)
     template, device = _trained_on_cpu(params, vectors, gpu, progress, label)
     if progress:
         print(f"encoding {label} in {encoders} tasks on Ray", file=sys.stderr)
     parts = _fill_on_ray(template, vectors, ids, split_rows(len(ids), encoders))
     return [merged_in_order(template, parts)], device
-
-
-def build_local(params: IndexParams, vectors: np.ndarray, rowids: np.ndarray,
-                gpu: GpuContext | None, progress: bool,
-                label: str) -> tuple[list[faiss.Index], str]:
-    """The unsharded index built in the driver. Flat and HNSW stay here: a flat index is only a
-    copy of the vectors (a task would move them twice for nothing), and an HNSW graph cannot be
-    merged from parts; IVF-PQ too when the data is too small to be worth tasks."""
-    index, device = build_index_on(params, vectors, rowids, gpu, progress=progress, label=label)
-    return [index], device
 
 
 def encoder_count(rows: int, cpus: int) -> int:

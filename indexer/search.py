@@ -86,8 +86,7 @@ class SearchIndex:
     def close(self) -> None:
         self.store.close()
         for copy in self._gpu.values():
-            if isinstance(copy, GpuShardedIndex):
-                copy.close()
+            copy.close()
         self._gpu.clear()
 
     def __enter__(self) -> SearchIndex:
@@ -204,3 +203,6 @@ class _SingleGpuIndex:
     def search(self, x: np.ndarray, k: int,
                params: faiss.SearchParameters | None = None) -> tuple[np.ndarray, np.ndarray]:
         return search_copy(self.copy, x, k, params)
+
+    def close(self) -> None:
+        self.copy = None

@@ -22,6 +22,7 @@ from indexer.kinds import (
     GpuContext,
     IndexParams,
     add_vectors,
+    build_index_on,
     normalised,
     read_index,
     trained,
@@ -63,6 +64,17 @@ def build_shards(params: IndexParams, vectors: np.ndarray, rowids: np.ndarray, p
 
     with ThreadPoolExecutor(max_workers=parts) as pool:
         return list(pool.map(fill, ranges)), device
+
+
+def build_parts(params: IndexParams, vectors: np.ndarray, rowids: np.ndarray, shards: int,
+                gpu: GpuContext | None = None, progress: bool = False,
+                label: str = "index") -> tuple[list[faiss.Index], str]:
+    """The index (``shards`` 1) or its shards, in row order, built in this process; and where
+    the quantiser was trained (cpu, cuda). The local build's index stage."""
+    if shards > 1:
+        return build_shards(params, vectors, rowids, shards, gpu, progress, label)
+    index, device = build_index_on(params, vectors, rowids, gpu, progress=progress, label=label)
+    return [index], device
 
 
 class ShardedIndex:
