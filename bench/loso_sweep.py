@@ -42,6 +42,9 @@ GRID: dict[str, list[str]] = {
     "lifter13": ["--lifter", "13"],
     "views1": ["--view-weight", "1.0"],
     "lifter20-views1": ["--lifter", "20", "--view-weight", "1.0"],
+    "neighbours5": ["--neighbours", "0.5"],
+    "neighbours8": ["--neighbours", "0.8"],
+    "lifter20-neighbours5": ["--lifter", "20", "--neighbours", "0.5"],
     "ema998-wider": ["--ema", "0.998", "--channels", "48,96,192,384"],
     "ema998-wide-lr1e-3": ["--ema", "0.998", "--channels", "32,64,128,256", "--lr", "1e-3"],
 }

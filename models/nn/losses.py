@@ -34,17 +34,44 @@ def avc_loss(model: AVModel, image_emb, audio_emb, negatives,
     return F.cross_entropy(logits, targets)
 
 
+def neighbour_targets(image_emb: torch.Tensor, weight: float,
+                      temperature: float) -> torch.Tensor:
+    """Soft InfoNCE targets: each pair's own partner, mixed (by ``weight``) with a softmax over
+    how alike the batch's images are to its image.
+
+    In-batch InfoNCE treats every other pair as a negative, so two recordings of the same word
+    by different voices are pushed apart whenever they share a batch. The image tower separates
+    what it sees early and well, so its similarities, learnt from the pairing alone (no label
+    is read), say which other sounds in the batch belong with an image. Row i is the target of
+    image i over the batch's sounds, and of sound i over the batch's images.
+    """
+    with torch.no_grad():
+        eye = torch.eye(len(image_emb), device=image_emb.device)
+        if weight <= 0:
+            return eye
+        alike = (image_emb @ image_emb.T / temperature).softmax(dim=1)
+        return (1.0 - weight) * eye + weight * alike
+
+
 def infonce_loss(model: AVModel, image_emb, audio_emb,
-                 extra_audio: torch.Tensor | None = None) -> torch.Tensor:
+                 extra_audio: torch.Tensor | None = None,
+                 targets: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric in-batch contrastive loss (CLIP): each image against every sound and back.
-    ``extra_audio`` are sounds of no image: more columns for every image, never a target."""
+    ``extra_audio`` are sounds of no image: more columns for every image, never a target.
+    ``targets``: a batch x batch matrix of target probabilities (rows sum to 1), for instance
+    from :func:`neighbour_targets`; default: each pair's own partner."""
     scale = model.logit_scale.clamp(max=4.6052).exp()
     logits = scale * image_emb @ audio_emb.T
-    targets = torch.arange(len(logits), device=logits.device)
+    if targets is None:
+        targets = torch.arange(len(logits), device=logits.device)
+    image_targets = targets
     image_to_audio = logits
     if extra_audio is not None and len(extra_audio):
         image_to_audio = torch.cat([logits, scale * image_emb @ extra_audio.T], dim=1)
-    return 0.5 * (F.cross_entropy(image_to_audio, targets) + F.cross_entropy(logits.T, targets))
+        if targets.dim() == 2:
+            image_targets = F.pad(targets, (0, len(extra_audio)))
+    return 0.5 * (F.cross_entropy(image_to_audio, image_targets)
+                  + F.cross_entropy(logits.T, targets))
 
 
 def mil_loss(model: AVModel, grid, audio_emb, negatives,

@@ -29,6 +29,20 @@ def _weight(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    value = _weight(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _weight(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
 def _channels(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(part) for part in text.split(","))
@@ -77,6 +91,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--view-weight", type=_weight, default=0.0, metavar="W",
                         help="weight of a loss asking two augmented views of each sound for the "
                         "same embedding (default: 0, off)")
+    parser.add_argument("--neighbours", type=_share, default=0.0, metavar="SHARE",
+                        help="InfoNCE only: give this share of each pair's target to the other "
+                        "sounds of the batch whose images look alike to the image tower, so "
+                        "that one word said by two voices is not pushed apart (default: 0, off)")
+    parser.add_argument("--neighbour-temperature", type=_positive, default=0.1, metavar="T",
+                        help="softmax temperature of those image similarities (default: 0.1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--eval-every", type=int, default=0,
@@ -92,12 +112,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from models.training.loop import train
 
+    if args.neighbours and args.loss != "infonce":
+        raise SystemExit("avsearch train: --neighbours needs --loss infonce")
+
     config = TrainConfig(
         corpus=args.corpus, out=args.out, preset=args.preset, loss=args.loss, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         loc_weight=args.loc_weight, distractors=args.distractors, ema=args.ema,
         channels=args.channels,
         lifter=-1 if args.lifter is None else args.lifter, view_weight=args.view_weight,
+        neighbours=args.neighbours, neighbour_temperature=args.neighbour_temperature,
         seed=args.seed,
         device=args.device,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, threads=args.threads,

@@ -24,6 +24,8 @@ class TrainConfig:
     channels: tuple[int, ...] = ()  # the towers' block widths; empty: the preset's
     lifter: int = -1  # cepstral coefficients kept by the audio front end; -1: the preset's
     view_weight: float = 0.0  # weight of the agreement of two augmented views of each sound
+    neighbours: float = 0.0  # share of InfoNCE's target given to alike images; 0: off
+    neighbour_temperature: float = 0.1  # softmax temperature of image similarity
     seed: int = 0
     device: str = "auto"
     eval_every: int = 0  # steps between held-out evaluations; 0: once per epoch

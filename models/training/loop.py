@@ -22,7 +22,13 @@ from models.evaluation.scores import localization_scores, retrieval_table
 from models.item_media import InputSpec
 from models.localization import Calibration, heat_maps
 from models.manifest import read_manifest
-from models.nn.losses import avc_loss, infonce_loss, mil_loss, roll_negatives
+from models.nn.losses import (
+    avc_loss,
+    infonce_loss,
+    mil_loss,
+    neighbour_targets,
+    roll_negatives,
+)
 from models.nn.model import AVModel
 from models.presets import get_preset
 from models.training.augment import augment_images, augment_waves
@@ -135,7 +141,9 @@ class Trainer:
         if int(keep.sum()) >= 2:
             img, aud = image_emb[keep], audio_emb[keep]
             if self.config.loss == "infonce":
-                main = infonce_loss(self.model, img, aud, extra_emb)
+                targets = neighbour_targets(img, self.neighbour_weight(),
+                                            self.config.neighbour_temperature)
+                main = infonce_loss(self.model, img, aud, extra_emb, targets)
             else:
                 main = avc_loss(self.model, img, aud, roll_negatives(len(img), self.gen).to(device),
                                 extra_emb)
@@ -148,6 +156,12 @@ class Trainer:
             loss = loss + self.config.view_weight * views
             parts["views"] = views.item()
         return loss, {"loss": loss.item(), **parts}
+
+    def neighbour_weight(self) -> float:
+        """``neighbours``, ramped up from 0 over the first quarter of the run: the image tower's
+        similarities mean little until it has trained a while."""
+        ramp = max(1, self.config.steps // 4)
+        return self.config.neighbours * min(1.0, self.step / ramp)
 
     def view_loss(self, waves: torch.Tensor, audio_emb: torch.Tensor) -> torch.Tensor:
         """1 - cosine between each sound's embedding and that of a second, independently

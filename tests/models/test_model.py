@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from models.nn.losses import avc_loss, infonce_loss, mil_loss, roll_negatives
+from models.nn.losses import (
+    avc_loss,
+    infonce_loss,
+    mil_loss,
+    neighbour_targets,
+    roll_negatives,
+)
 from models.nn.model import AVModel
 from models.presets import DIGITS, PAPER
 
@@ -50,3 +56,55 @@ def test_negatives_never_pair_an_item_with_itself():
     for batch in (2, 3, 64):
         index = roll_negatives(batch)
         assert not (index == torch.arange(batch)).any()
+
+
+def _two_kinds_of_image() -> torch.Tensor:
+    """Four unit embeddings: items 0 and 2 alike, items 1 and 3 alike, the kinds orthogonal."""
+    a, b = torch.eye(8)[0], torch.eye(8)[1]
+    return torch.stack([a, b, a + 0.1 * torch.eye(8)[2], b]).div_(1.005).renorm(2, 0, 1)
+
+
+def test_neighbour_targets_share_mass_with_alike_images_only():
+    images = torch.nn.functional.normalize(_two_kinds_of_image(), dim=1)
+    assert torch.equal(neighbour_targets(images, 0.0, 0.1), torch.eye(4))
+    targets = neighbour_targets(images, 0.5, 0.1)
+    assert torch.allclose(targets.sum(dim=1), torch.ones(4))
+    # Item 0's target: itself and its look-alike (item 2); nothing for the other kind.
+    assert targets[0, 0] > 0.5 and targets[0, 2] > 0.2
+    assert targets[0, 1] < 1e-3 and targets[0, 3] < 1e-3
+    assert not targets.requires_grad
+
+
+def _alike_sounds_after_a_step(targets: torch.Tensor | None) -> float:
+    """Cosine of sounds 0 and 2 (of alike images, equal at the start) after one gradient step
+    on the sounds, each step in its own random direction first so they can drift apart."""
+    model = AVModel(DIGITS)
+    images = torch.nn.functional.normalize(_two_kinds_of_image(), dim=1)
+    start = torch.eye(8)[[0, 1, 0, 1]] + 0.05 * torch.randn(4, 8, generator=torch.Generator()
+                                                            .manual_seed(0))
+    sounds = start.clone().requires_grad_(True)
+    loss = infonce_loss(model, images, torch.nn.functional.normalize(sounds, dim=1),
+                        targets=targets)
+    loss.backward()
+    moved = torch.nn.functional.normalize((sounds - 2.0 * sounds.grad).detach(), dim=1)
+    return float(moved[0] @ moved[2])
+
+
+def test_neighbour_targets_stop_pushing_apart_the_sounds_of_alike_images():
+    """Plain InfoNCE treats the sound of an alike image as a negative and drives the two
+    sounds apart; with neighbour targets they stay together."""
+    images = torch.nn.functional.normalize(_two_kinds_of_image(), dim=1)
+    plain = _alike_sounds_after_a_step(None)
+    soft = _alike_sounds_after_a_step(neighbour_targets(images, 1.0, 0.1))
+    assert soft > plain + 0.01
+
+
+def test_infonce_with_targets_and_sounds_of_no_image():
+    model = AVModel(DIGITS)
+    images = torch.nn.functional.normalize(_two_kinds_of_image(), dim=1)
+    sounds = torch.nn.functional.normalize(torch.eye(8)[[0, 1, 0, 1]], dim=1)
+    targets = neighbour_targets(images, 0.5, 0.1)
+    alone = infonce_loss(model, images, sounds, targets=targets)
+    extra = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    with_extra = infonce_loss(model, images, sounds, extra, targets)
+    assert torch.isfinite(with_extra) and with_extra > alone  # more negatives, never targets

@@ -81,6 +81,33 @@ def test_lifter_and_view_weight_train_and_reach_the_bundle(tiny_corpus, tmp_path
     assert info.preset["audio"]["lifter"] == 12 and info.training["view_weight"] == 0.5
 
 
+def test_neighbour_targets_train_and_are_recorded(tiny_corpus, tmp_path):
+    run = tmp_path / "r"
+    assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet",
+                 "--batch-size", "8", "--steps", "4", "--eval-every", "2",
+                 "--neighbours", "0.5", "--neighbour-temperature", "0.2"]) == 0
+    config = json.loads((run / "run.json").read_text())["config"]
+    assert config["neighbours"] == 0.5 and config["neighbour_temperature"] == 0.2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--neighbours", "1.5"], "--neighbours"),
+    (["--neighbours", "-0.1"], "--neighbours"),
+    (["--neighbour-temperature", "0"], "--neighbour-temperature"),
+])
+def test_train_rejects_bad_neighbour_options(tiny_corpus, tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"), *argv])
+    assert message in capsys.readouterr().err
+
+
+def test_neighbour_targets_need_infonce(tiny_corpus, tmp_path):
+    with pytest.raises(SystemExit, match="--neighbours needs --loss infonce"):
+        main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"),
+              "--loss", "avc", "--neighbours", "0.5"])
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("weight", ["-1", "nan", "heavy"])
 def test_train_rejects_a_bad_view_weight(tiny_corpus, tmp_path, capsys, weight):
     with pytest.raises(SystemExit):
