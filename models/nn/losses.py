@@ -74,12 +74,35 @@ def infonce_loss(model: AVModel, image_emb, audio_emb,
                   + F.cross_entropy(logits.T, targets))
 
 
+def alike_negatives(grid: torch.Tensor, audio_emb: torch.Tensor, negatives: torch.Tensor,
+                    threshold: float) -> torch.Tensor:
+    """(B,) bool: the rolled negatives that are probably no negative at all.
+
+    A sound rolled onto another frame is taken to come from nothing in it, yet its source is
+    often shown there too (a scene of four digits holds the spoken digit of another pair four
+    times in ten). Each sound's own frame says what makes it: the grid location that matches it
+    best. When that location's feature matches some location of the frame the sound is rolled
+    onto with a cosine above ``threshold``, the pair is flagged. Only the pairing is read,
+    never a label.
+    """
+    with torch.no_grad():
+        flat = grid.flatten(2)  # (B, D, L)
+        located = torch.einsum("bdl,bd->bl", flat, audio_emb).argmax(dim=1)
+        source = flat[torch.arange(len(flat), device=flat.device), :, located]  # (B, D)
+        alike = torch.einsum("bdl,bd->bl", flat, source[negatives]).amax(dim=1)
+        return alike > threshold
+
+
 def mil_loss(model: AVModel, grid, audio_emb, negatives,
-             extra_audio: torch.Tensor | None = None) -> torch.Tensor:
+             extra_audio: torch.Tensor | None = None,
+             skip: torch.Tensor | None = None) -> torch.Tensor:
     """AVOL-Net: binary cross-entropy of the max-over-locations score, positives and negatives
-    (each sound of ``extra_audio`` against a frame is one more negative)."""
+    (each sound of ``extra_audio`` against a frame is one more negative). ``skip`` (B,) bool:
+    rolled negatives left out, for instance those :func:`alike_negatives` flags."""
     positive = model.avol(grid, audio_emb)
     negative = model.avol(grid, audio_emb[negatives])
+    if skip is not None:
+        negative = negative[~skip]
     if extra_audio is not None and len(extra_audio):
         count = min(len(extra_audio), len(grid))
         negative = torch.cat([negative, model.avol(grid[:count], extra_audio[:count])])

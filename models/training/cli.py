@@ -97,6 +97,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "that one word said by two voices is not pushed apart (default: 0, off)")
     parser.add_argument("--neighbour-temperature", type=_positive, default=0.1, metavar="T",
                         help="softmax temperature of those image similarities (default: 0.1)")
+    parser.add_argument("--mil-alike", type=_share, default=0.0, metavar="COS",
+                        help="from a quarter of the way in, leave out of the localisation loss "
+                        "each rolled negative whose sound's source (the location of its own "
+                        "frame that matches it best) looks like some location of the frame it "
+                        "is rolled onto, above this cosine: most such pairs are no negative "
+                        "(default: 0, off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--eval-every", type=int, default=0,
@@ -122,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         channels=args.channels,
         lifter=-1 if args.lifter is None else args.lifter, view_weight=args.view_weight,
         neighbours=args.neighbours, neighbour_temperature=args.neighbour_temperature,
+        mil_alike=args.mil_alike,
         seed=args.seed,
         device=args.device,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, threads=args.threads,

@@ -23,6 +23,7 @@ from models.item_media import InputSpec
 from models.localization import Calibration, heat_maps
 from models.manifest import read_manifest
 from models.nn.losses import (
+    alike_negatives,
     avc_loss,
     infonce_loss,
     mil_loss,
@@ -136,7 +137,10 @@ class Trainer:
         image_emb, grid, all_audio = self.model(images, waves)
         audio_emb, extra_emb = all_audio[: len(index)], all_audio[len(index) :]
         negatives = roll_negatives(len(index), self.gen).to(device)
-        loc = mil_loss(self.model, grid, audio_emb, negatives, extra_emb)
+        skip = None
+        if self.config.mil_alike > 0 and self.step >= self.config.steps // 4:
+            skip = alike_negatives(grid, audio_emb, negatives, self.config.mil_alike)
+        loc = mil_loss(self.model, grid, audio_emb, negatives, extra_emb, skip)
         keep = single.to(device)
         if int(keep.sum()) >= 2:
             img, aud = image_emb[keep], audio_emb[keep]
@@ -151,6 +155,8 @@ class Trainer:
             main = torch.zeros((), device=device)
         loss = main + self.config.loc_weight * loc
         parts = {"main": main.item(), "mil": loc.item()}
+        if skip is not None:
+            parts["mil_skipped"] = skip.float().mean().item()
         if self.config.view_weight > 0:
             views = self.view_loss(pairs.waves[index], audio_emb)
             loss = loss + self.config.view_weight * views

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from models.nn.losses import (
+    alike_negatives,
     avc_loss,
     infonce_loss,
     mil_loss,
@@ -108,3 +109,38 @@ def test_infonce_with_targets_and_sounds_of_no_image():
     extra = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
     with_extra = infonce_loss(model, images, sounds, extra, targets)
     assert torch.isfinite(with_extra) and with_extra > alone  # more negatives, never targets
+
+
+def _frames(cells: list[list[int]]) -> torch.Tensor:
+    """(B, 8, 2, 2) grids of one-hot features: frame b shows objects ``cells[b]`` in its cells."""
+    return torch.eye(8)[torch.tensor(cells)].view(len(cells), 2, 2, 8).permute(0, 3, 1, 2)
+
+
+def test_alike_negatives_flag_a_sound_whose_source_the_other_frame_shows():
+    # Frame 0 shows objects 0-3 and sounds like 0; frame 1 shows 4 and 5, sounds like 4;
+    # frame 2 shows 0, 6 and 7, sounds like 6. Rolled by one: frame 0 hears 4, frame 1
+    # hears 6, frame 2 hears 0 -- which it shows.
+    grid = _frames([[0, 1, 2, 3], [4, 4, 5, 5], [0, 6, 6, 7]])
+    sounds = torch.nn.functional.normalize(torch.eye(8)[[0, 4, 6]] + 0.2 * torch.eye(8)[7], dim=1)
+    negatives = torch.tensor([1, 2, 0])
+    assert alike_negatives(grid, sounds, negatives, 0.7).tolist() == [False, False, True]
+    # The sound's source is read off its own frame (the cell it matches best), not the sound.
+    assert alike_negatives(grid, sounds, negatives, 0.99).tolist() == [False, False, True]
+    assert not alike_negatives(grid, sounds, negatives, 1.0).any()  # no cosine exceeds 1
+
+
+def test_mil_loss_leaves_out_skipped_negatives():
+    model = AVModel(DIGITS)
+    grid = _frames([[0, 1, 2, 3], [4, 4, 5, 5], [0, 6, 6, 7]])
+    sounds = torch.eye(8)[[0, 4, 6]]
+    negatives = torch.tensor([1, 2, 0])
+    none = torch.zeros(3, dtype=torch.bool)
+    assert torch.equal(mil_loss(model, grid, sounds, negatives),
+                       mil_loss(model, grid, sounds, negatives, skip=none))
+    skipped = mil_loss(model, grid, sounds, negatives, skip=torch.tensor([False, False, True]))
+    logits = torch.cat([model.avol(grid, sounds), model.avol(grid[:2], sounds[[1, 2]])])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0]))
+    assert torch.allclose(skipped, expected)
+    # The false negative (frame 2 does show object 0) is what made the plain loss larger.
+    assert skipped < mil_loss(model, grid, sounds, negatives)

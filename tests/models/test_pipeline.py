@@ -101,6 +101,26 @@ def test_train_rejects_bad_neighbour_options(tiny_corpus, tmp_path, capsys, argv
     assert message in capsys.readouterr().err
 
 
+def test_mil_alike_skips_negatives_after_a_quarter_and_is_recorded(tiny_corpus, tmp_path):
+    run = tmp_path / "r"
+    assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet",
+                 "--batch-size", "8", "--steps", "4", "--eval-every", "1",
+                 "--mil-alike", "0.5"]) == 0
+    assert json.loads((run / "run.json").read_text())["config"]["mil_alike"] == 0.5
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "mil_skipped" not in history[0]  # the first quarter keeps every negative
+    assert all(0.0 <= entry["mil_skipped"] <= 1.0 for entry in history[1:])
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "x"])
+def test_train_rejects_a_bad_mil_alike(tiny_corpus, tmp_path, capsys, value):
+    with pytest.raises(SystemExit):
+        main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"),
+              "--mil-alike", value])
+    assert "--mil-alike" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_neighbour_targets_need_infonce(tiny_corpus, tmp_path):
     with pytest.raises(SystemExit, match="--neighbours needs --loss infonce"):
         main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"),
