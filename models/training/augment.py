@@ -2,8 +2,8 @@
 
 Images: a random zoom (down to the size of a digit in a 2x2 scene), shift and rotation;
 brightness, contrast and saturation jitter; an optional horizontal flip. Audio: speed
-perturbation (pitch and tempo together, a cheap stand-in for other voices), a time shift, gain
-jitter and light noise. SpecAugment masks are applied inside the audio tower.
+perturbation (pitch and tempo together, a cheap stand-in for other voices), a time shift, an
+optional random equaliser, gain jitter and light noise. SpecAugment masks are applied inside the audio tower.
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ SPEED_RANGE = (0.75, 1.3)
 
 def augment_waves(
     waves: torch.Tensor, sample_rate: int, gen: torch.Generator,
-    speed_range: tuple[float, float] = SPEED_RANGE,
+    speed_range: tuple[float, float] = SPEED_RANGE, equaliser_db: float = 0.0,
 ) -> torch.Tensor:
-    """float (B, T) -> augmented, same shape."""
+    """float (B, T) -> augmented, same shape. ``equaliser_db``: see :func:`random_equaliser`."""
     batch, length = waves.shape
     out = torch.empty_like(waves)
     speeds = _uniform(batch, *speed_range, gen)
@@ -60,12 +60,32 @@ def augment_waves(
             align_corners=False, recompute_scale_factor=False,
         ).view(-1)
         out[i] = _centre(resampled, length).roll(int(shifts[i]))
+    out = random_equaliser(out, sample_rate, equaliser_db, gen)
     gain = 10 ** (_uniform(batch, -6, 6, gen) / 20).view(-1, 1)
     noisy = (torch.rand(batch, 1, generator=gen) < 0.5).float()
     snr = 10 ** (_uniform(batch, 20, 40, gen) / 20).view(-1, 1)
     rms = out.pow(2).mean(dim=1, keepdim=True).sqrt()
     noise = torch.randn(out.shape, generator=gen) * rms / snr * noisy
     return (out + noise) * gain
+
+
+def random_equaliser(
+    waves: torch.Tensor, sample_rate: int, max_db: float, gen: torch.Generator
+) -> torch.Tensor:
+    """float (B, T) -> each clip through its own random smooth filter, at most ``max_db`` of
+    boost or cut: three cosines over log-frequency (50 Hz to Nyquist), which make tilts,
+    shelves and broad bumps. Another microphone, room or voice colours a recording like this."""
+    batch, length = waves.shape
+    if max_db <= 0:
+        return waves
+    freqs = torch.fft.rfftfreq(length, 1.0 / sample_rate)
+    position = torch.log(freqs.clamp(min=50.0) / 50.0) / math.log(sample_rate / 2 / 50.0)
+    harmonics = torch.cos(math.pi * torch.arange(1, 4)[:, None] * position[None, :])  # (3, F)
+    amplitude = _uniform(batch * 3, -1.0, 1.0, gen).view(batch, 3)
+    curve = amplitude @ harmonics  # (B, F), within [-3, 3]
+    gain_db = curve / 3.0 * max_db
+    spectrum = torch.fft.rfft(waves, dim=1) * (10.0 ** (gain_db / 20.0))
+    return torch.fft.irfft(spectrum, n=length, dim=1)
 
 
 def _centre(wave: torch.Tensor, length: int) -> torch.Tensor:

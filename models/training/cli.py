@@ -97,6 +97,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "that one word said by two voices is not pushed apart (default: 0, off)")
     parser.add_argument("--neighbour-temperature", type=_positive, default=0.1, metavar="T",
                         help="softmax temperature of those image similarities (default: 0.1)")
+    parser.add_argument("--equaliser", type=_weight, default=0.0, metavar="DB",
+                        help="pass each training sound through a random smooth filter of at "
+                        "most this many dB of boost or cut (another microphone or room; "
+                        "default: 0, off)")
     parser.add_argument("--mil-alike", type=_share, default=0.0, metavar="COS",
                         help="from a quarter of the way in, leave out of the localisation loss "
                         "each rolled negative whose sound's source (the location of its own "
@@ -129,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         lifter=-1 if args.lifter is None else args.lifter, view_weight=args.view_weight,
         neighbours=args.neighbours, neighbour_temperature=args.neighbour_temperature,
         mil_alike=args.mil_alike,
+        equaliser=args.equaliser,
         seed=args.seed,
         device=args.device,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, threads=args.threads,

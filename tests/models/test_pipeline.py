@@ -112,6 +112,20 @@ def test_mil_alike_skips_negatives_after_a_quarter_and_is_recorded(tiny_corpus, 
     assert all(0.0 <= entry["mil_skipped"] <= 1.0 for entry in history[1:])
 
 
+def test_equaliser_trains_and_is_recorded(tiny_corpus, tmp_path):
+    run = tmp_path / "r"
+    assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet",
+                 "--batch-size", "8", "--steps", "2", "--equaliser", "12"]) == 0
+    assert json.loads((run / "run.json").read_text())["config"]["equaliser"] == 12.0
+
+
+@pytest.mark.parametrize("argv", [["--equaliser", "-3"], ["--equaliser", "loud"]])
+def test_train_rejects_a_bad_equaliser(tiny_corpus, tmp_path, capsys, argv):
+    with pytest.raises(SystemExit):
+        main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"), *argv])
+    assert "--equaliser" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "x"])
 def test_train_rejects_a_bad_mil_alike(tiny_corpus, tmp_path, capsys, value):
     with pytest.raises(SystemExit):
