@@ -3,7 +3,8 @@
 Images: a random zoom (down to the size of a digit in a 2x2 scene), shift and rotation;
 brightness, contrast and saturation jitter; an optional horizontal flip. Audio: speed
 perturbation (pitch and tempo together, a cheap stand-in for other voices), a time shift, an
-optional random equaliser, gain jitter and light noise. SpecAugment masks are applied inside the audio tower.
+optional random equaliser, gain jitter and light noise. SpecAugment masks are applied inside
+the audio tower.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def test_equaliser_shapes_each_clip_differently_and_repeats_with_its_seed():
     assert torch.equal(first, again) and first.shape == waves.shape
     low = [float(torch.fft.rfft(clip)[:100].abs().pow(2).sum()
                  / torch.fft.rfft(orig)[:100].abs().pow(2).sum())
-           for clip, orig in zip(first, waves)]
+           for clip, orig in zip(first, waves, strict=True)]
     assert max(low) / min(low) > 1.5  # the filters differ from clip to clip
 
 
