@@ -79,7 +79,8 @@ def bench_towers(preset_name: str, repeats: int) -> list[str]:
     towers = {
         "image": (ImageGraph(model.image).eval(),
                   lambda b: torch.randint(0, 255, (b, size, size, 3), dtype=torch.uint8), "image"),
-        "audio": (AudioGraph(model.audio).eval(), lambda b: torch.randn(b, samples) * 0.1, "audio"),
+        "audio": (AudioGraph(model.audio, samples).eval(),
+                  lambda b: torch.randn(b, samples) * 0.1, "audio"),
     }
     for tower, (graph, make, name) in towers.items():
         session = onnx_session(graph, make(2), name)
@@ -97,7 +98,7 @@ def bench_towers(preset_name: str, repeats: int) -> list[str]:
 
 def bench_spectrogram(preset_name: str, repeats: int) -> str:
     preset = get_preset(preset_name)
-    graph = AudioGraph(AVModel(preset).audio).eval()
+    graph = AudioGraph(AVModel(preset).audio, preset.audio.num_samples).eval()
     x = torch.randn(32, preset.audio.num_samples) * 0.1
     dft = onnx_session(DftAudio(graph).eval(), x[:2], "audio")
     stft = onnx_session(StftAudio(graph).eval(), x[:2], "audio")

@@ -34,6 +34,7 @@ class AudioGraphInfo(BaseModel):
     sample_rate: int
     samples: int  # float32 (batch, samples) mono in [-1, 1]
     outputs: list[str] = ["embedding"]
+    speeds: list[float] = [1.0]  # playback speeds the graph averages embeddings over
 
 
 class LocalizationInfo(BaseModel):

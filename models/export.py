@@ -18,6 +18,7 @@ import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from models.bundle import (
     AUDIO_ONNX,
@@ -51,14 +52,41 @@ class ImageGraph(nn.Module):
 
 
 class AudioGraph(nn.Module):
-    """float32 (B, samples) mono -> embedding (B, D)."""
+    """float32 (B, samples) mono -> embedding (B, D).
 
-    def __init__(self, tower: AudioTower) -> None:
+    With ``speeds`` other than ``(1.0,)``, the sound is also played faster and slower (pitch and
+    tempo together, as the training augmentation does), each version embedded, and the
+    embeddings averaged: an ensemble over voices a little higher and lower than the one heard,
+    which keeps less of the speaker in the embedding (docs/benchmarks.md).
+    """
+
+    def __init__(self, tower: AudioTower, samples: int,
+                 speeds: tuple[float, ...] = (1.0,)) -> None:
         super().__init__()
         self.tower = tower
+        self.samples = samples
+        self.speeds = tuple(speeds)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.tower(audio)
+        if self.speeds == (1.0,):
+            return self.tower(audio)
+        total = sum(self.tower(play_at(audio, speed, self.samples)) for speed in self.speeds)
+        return F.normalize(total, dim=1)
+
+
+def play_at(audio: torch.Tensor, speed: float, length: int) -> torch.Tensor:
+    """(B, length) -> (B, length): resampled by linear interpolation to ``speed`` times the
+    rate, then cropped or zero-padded about the centre back to ``length`` samples (``length``
+    is the graph's fixed input size, passed as a number so that the sizes export as constants)."""
+    if speed == 1.0:
+        return audio
+    size = max(1, round(length / speed))
+    played = F.interpolate(audio[:, None], size=size, mode="linear", align_corners=False)[:, 0]
+    if size >= length:
+        start = (size - length) // 2
+        return played[:, start : start + length]
+    pad = length - size
+    return F.pad(played, (pad // 2, pad - pad // 2))
 
 
 def load_checkpoint(run_dir: Path) -> tuple[AVModel, dict]:
@@ -92,16 +120,18 @@ def parity(graph: nn.Module, path: Path, inputs: np.ndarray, input_name: str) ->
 
 def export_bundle(
     run_dir: str | Path, out_dir: str | Path, images: np.ndarray, waves: np.ndarray,
-    extra: dict | None = None,
+    extra: dict | None = None, speeds: tuple[float, ...] = (1.0,),
 ) -> ModelInfo:
-    """Write the bundle to ``out_dir`` (atomically) and check parity on ``images``/``waves``."""
+    """Write the bundle to ``out_dir`` (atomically) and check parity on ``images``/``waves``.
+    ``speeds``: the audio graph's ensemble over playback speeds (see :class:`AudioGraph`)."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model, state = load_checkpoint(run_dir)
     preset = model.preset
     staging = out_dir.with_name(out_dir.name + ".tmp-export")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    image_graph, audio_graph = ImageGraph(model.image).eval(), AudioGraph(model.audio).eval()
+    image_graph = ImageGraph(model.image).eval()
+    audio_graph = AudioGraph(model.audio, preset.audio.num_samples, speeds).eval()
     _export(image_graph, torch.from_numpy(images[:2]), staging / IMAGE_ONNX, "image",
             ["embedding", "grid"])
     _export(audio_graph, torch.from_numpy(waves[:2]), staging / AUDIO_ONNX, "audio", ["embedding"])
@@ -120,7 +150,7 @@ def export_bundle(
         embed_dim=preset.embed_dim,
         image=ImageGraphInfo(size=preset.image_size, grid=preset.grid_size),
         audio=AudioGraphInfo(sample_rate=preset.audio.sample_rate,
-                             samples=preset.audio.num_samples),
+                             samples=preset.audio.num_samples, speeds=list(speeds)),
         localization=LocalizationInfo(scale=model.avol.scale.item(), bias=model.avol.bias.item()),
         ave_head={"weight": model.ave.fc.weight.flatten().tolist(),
                   "bias": model.ave.fc.bias.tolist()},

@@ -7,6 +7,20 @@ import json
 from pathlib import Path
 
 
+def speeds(text: str) -> tuple[float, ...]:
+    """``0.9,1,1.1`` -> (0.9, 1.0, 1.1): playback speeds between 0.5 and 2, each once."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated speeds such as 0.9,1,1.1, got {text!r}") from None
+    if not all(0.5 <= value <= 2.0 for value in values):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"speeds must lie between 0.5 and 2, got {text!r}")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"a speed is repeated in {text!r}")
+    return values
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export",
@@ -17,6 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("run_dir", help="training run folder (checkpoint.pt, run.json)")
     parser.add_argument("--out", required=True, help="model bundle folder to write")
     parser.add_argument("--corpus", help="corpus for the parity inputs (default: the run's)")
+    parser.add_argument("--speeds", type=speeds, default=(1.0,), metavar="S1,S2,...",
+                        help="the audio graph embeds each sound played at these speeds (pitch "
+                        "and tempo together) and averages: less of the speaker's voice in the "
+                        "embedding, at that many times the audio compute (default: 1, off; "
+                        "e.g. 0.9,1,1.1)")
     parser.add_argument("--parity-items", type=int, default=16)
     parser.add_argument("--calibration-split", default="val", metavar="SPLIT",
                         help="held-out split of the corpus to calibrate match and on-screen "
@@ -46,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     images = np.stack([frame for frame, _ in decoded])
     waves = np.stack([wave for _, wave in decoded]).astype(np.float32)
-    info = export_bundle(run_dir, args.out, images, waves)
+    info = export_bundle(run_dir, args.out, images, waves, speeds=args.speeds)
     print(json.dumps({"parity": info.parity, "content_hash": info.content_hash}, indent=2))
     print(f"wrote {args.out}/image.onnx, audio.onnx and model.json")
     if any(item.split == args.calibration_split for item in read_manifest(corpus)):

@@ -169,6 +169,56 @@ def test_export_writes_a_valid_bundle_with_parity(tiny_bundle):
     assert info.training["loss"] == "infonce" and info.metrics["ndcg30"]
 
 
+def test_export_with_speeds_averages_over_played_versions(tiny_run, tiny_bundle, tmp_path):
+    import torch
+
+    from models.export import load_checkpoint, play_at
+
+    out = tmp_path / "speeds"
+    assert main(["export", str(tiny_run), "--out", str(out), "--speeds", "0.9,1,1.1"]) == 0
+    info = read_model_info(out)
+    assert info.audio.speeds == [0.9, 1.0, 1.1] and info.parity["audio_max_abs"] <= 1e-4
+    assert read_model_info(tiny_bundle).audio.speeds == [1.0]
+    # Tones in a short burst: played faster or slower they change pitch and length.
+    t = np.arange(8000) / 8000
+    burst = np.exp(-((t - 0.5) / 0.1) ** 2)
+    waves = np.stack([0.5 * burst * np.sin(2 * np.pi * f * t) for f in (300, 900, 1500)])
+    waves = waves.astype(np.float32)
+    ensemble = ModelRuntime(out, device="cpu").embed_audio(waves)
+    single = ModelRuntime(tiny_bundle, device="cpu").embed_audio(waves)
+    assert np.allclose(np.linalg.norm(ensemble, axis=1), 1, atol=1e-5)
+    model, _ = load_checkpoint(tiny_run)
+    with torch.no_grad():
+        x = torch.from_numpy(waves)
+        total = sum(model.audio(play_at(x, speed, 8000)) for speed in (0.9, 1.0, 1.1))
+    expected = torch.nn.functional.normalize(total, dim=1).numpy()
+    # The graph computes the ensemble: far closer to it than to the sound at one speed.
+    assert np.abs(ensemble - expected).max() * 10 < np.abs(ensemble - single).max()
+
+
+def test_play_at_changes_pitch_and_keeps_the_length():
+    import torch
+
+    from models.export import play_at
+
+    rate = 8000
+    tone = torch.sin(2 * torch.pi * 400 * torch.arange(rate) / rate)[None]
+    assert torch.equal(play_at(tone, 1.0, rate), tone)
+    for speed in (0.8, 1.25):
+        played = play_at(tone, speed, rate)
+        assert played.shape == tone.shape
+        peak = float(torch.fft.rfft(played[0]).abs().argmax())  # 1 Hz per bin over 1 s
+        assert peak == pytest.approx(400 * speed, abs=2)
+
+
+@pytest.mark.parametrize("value", ["0.3,1", "1,1", "fast", "1,nan"])
+def test_export_rejects_bad_speeds(tiny_run, tmp_path, capsys, value):
+    with pytest.raises(SystemExit):
+        main(["export", str(tiny_run), "--out", str(tmp_path / "m"), "--speeds", value])
+    assert "--speeds" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
 def test_runtime_embeds_any_batch_size(tiny_bundle, tiny_corpus):
     runtime = ModelRuntime(tiny_bundle, device="cpu")
     assert runtime.provider == "CPUExecutionProvider" and not runtime.on_gpu
