@@ -3,7 +3,8 @@
 Both run side by side in one process on the same inputs, so the printed ratios hold on a noisy
 shared machine even where absolute times drift. Also compares the two ways of computing the
 spectrogram inside the audio graph (a fixed DFT convolution, as shipped, and ONNX's STFT op),
-and measures training throughput (samples/s) of each preset.
+the audio graph exported with a speed ensemble (``avsearch export --speeds``) against
+the plain one, and measures training throughput (samples/s) of each preset.
 
 Usage: python bench/bench_embedding.py [--presets digits,paper] [--repeats 5]
 """
@@ -108,6 +109,23 @@ def bench_spectrogram(preset_name: str, repeats: int) -> str:
             f"{stft_s * 1e3:7.2f} | {stft_s / dft_s:5.2f} |")
 
 
+def bench_speeds(preset_name: str, speeds: tuple[float, ...], repeats: int) -> list[str]:
+    """The audio graph as exported with ``--speeds`` against the plain one, in ONNX Runtime."""
+    preset = get_preset(preset_name)
+    tower, samples = AVModel(preset).eval().audio, preset.audio.num_samples
+    plain = onnx_session(AudioGraph(tower, samples).eval(), torch.randn(2, samples), "audio")
+    ensemble = onnx_session(AudioGraph(tower, samples, speeds).eval(), torch.randn(2, samples),
+                            "audio")
+    rows = []
+    for batch in (1, 32):
+        x = (torch.randn(batch, samples) * 0.1).numpy()
+        plain_s = best_time(lambda x=x: plain.run(None, {"audio": x}), repeats)
+        ensemble_s = best_time(lambda x=x: ensemble.run(None, {"audio": x}), repeats)
+        rows.append(f"| {preset_name} | {batch} | {plain_s * 1e3:7.2f} | "
+                    f"{ensemble_s * 1e3:7.2f} | {ensemble_s / plain_s:5.2f} |")
+    return rows
+
+
 def bench_training(preset_name: str, batch: int, steps: int) -> str:
     preset = get_preset(preset_name)
     model = AVModel(preset).train()
@@ -145,6 +163,13 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name in presets:
         print(bench_spectrogram(name, args.repeats), flush=True)
+    speeds = (0.9, 1.0, 1.1)
+    print(f"\n| preset | batch | audio graph ms | with --speeds {','.join(map(str, speeds))} ms "
+          "| ratio |")
+    print("|---|---|---|---|---|")
+    for name in presets:
+        for row in bench_speeds(name, speeds, args.repeats):
+            print(row, flush=True)
     print("\n| preset | batch | training samples/s (forward + backward + Adam) |")
     print("|---|---|---|")
     for name in presets:

@@ -36,7 +36,8 @@ def run_fold(speaker: str, args: argparse.Namespace) -> dict:
         ["train", "--corpus", str(corpus), "--out", str(run), "--loss", args.loss, "--steps",
          str(args.steps), "--seed", str(args.seed), "--threads", str(args.threads), "--quiet",
          *(["--resume"] if (run / "checkpoint.pt").exists() else [])],
-        ["export", str(run), "--out", str(model)],
+        ["export", str(run), "--out", str(model),
+         *(["--speeds", args.speeds] if args.speeds else [])],
         ["eval", "--model", str(model), "--corpus", str(corpus), "--json",
          str(fold / "eval.json"), "--quiet"],
     ]
@@ -95,6 +96,8 @@ def main() -> None:
                         help="share of the held-out speaker's items used to calibrate")
     parser.add_argument("--speakers", default=",".join(SPEAKERS))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all)")
+    parser.add_argument("--speeds", default=None,
+                        help="export's --speeds (default: export's own; 1: one plain pass)")
     args = parser.parse_args()
     results = {s: run_fold(s, args) for s in args.speakers.split(",")}
     summary = Path(args.out) / f"summary-{args.loss}.json"

@@ -31,11 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("run_dir", help="training run folder (checkpoint.pt, run.json)")
     parser.add_argument("--out", required=True, help="model bundle folder to write")
     parser.add_argument("--corpus", help="corpus for the parity inputs (default: the run's)")
-    parser.add_argument("--speeds", type=speeds, default=(1.0,), metavar="S1,S2,...",
+    parser.add_argument("--speeds", type=speeds, default=None, metavar="S1,S2,...",
                         help="the audio graph embeds each sound played at these speeds (pitch "
                         "and tempo together) and averages: less of the speaker's voice in the "
-                        "embedding, at that many times the audio compute (default: 1, off; "
-                        "e.g. 0.9,1,1.1)")
+                        "embedding, at that many times the audio compute (default: 0.9,1,1.1; "
+                        "1: one plain pass)")
     parser.add_argument("--parity-items", type=int, default=16)
     parser.add_argument("--calibration-split", default="val", metavar="SPLIT",
                         help="held-out split of the corpus to calibrate match and on-screen "
@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from models.errors import BundleError
-    from models.export import export_bundle, load_checkpoint
+    from models.export import DEFAULT_SPEEDS, export_bundle, load_checkpoint
     from models.item_media import InputSpec, load_item
     from models.manifest import read_manifest
 
@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     images = np.stack([frame for frame, _ in decoded])
     waves = np.stack([wave for _, wave in decoded]).astype(np.float32)
-    info = export_bundle(run_dir, args.out, images, waves, speeds=args.speeds)
+    info = export_bundle(run_dir, args.out, images, waves,
+                         speeds=args.speeds or DEFAULT_SPEEDS)
     print(json.dumps({"parity": info.parity, "content_hash": info.content_hash}, indent=2))
     print(f"wrote {args.out}/image.onnx, audio.onnx and model.json")
     if any(item.split == args.calibration_split for item in read_manifest(corpus)):

@@ -174,18 +174,20 @@ def test_export_with_speeds_averages_over_played_versions(tiny_run, tiny_bundle,
 
     from models.export import load_checkpoint, play_at
 
-    out = tmp_path / "speeds"
-    assert main(["export", str(tiny_run), "--out", str(out), "--speeds", "0.9,1,1.1"]) == 0
+    out, plain = tmp_path / "speeds", tmp_path / "plain"
+    assert main(["export", str(tiny_run), "--out", str(out), "--speeds", "1.1,0.9,1"]) == 0
+    assert main(["export", str(tiny_run), "--out", str(plain), "--speeds", "1"]) == 0
     info = read_model_info(out)
-    assert info.audio.speeds == [0.9, 1.0, 1.1] and info.parity["audio_max_abs"] <= 1e-4
-    assert read_model_info(tiny_bundle).audio.speeds == [1.0]
+    assert info.audio.speeds == [1.1, 0.9, 1.0] and info.parity["audio_max_abs"] <= 1e-4
+    assert read_model_info(plain).audio.speeds == [1.0]
+    assert read_model_info(tiny_bundle).audio.speeds == [0.9, 1.0, 1.1]  # the default
     # Tones in a short burst: played faster or slower they change pitch and length.
     t = np.arange(8000) / 8000
     burst = np.exp(-((t - 0.5) / 0.1) ** 2)
     waves = np.stack([0.5 * burst * np.sin(2 * np.pi * f * t) for f in (300, 900, 1500)])
     waves = waves.astype(np.float32)
     ensemble = ModelRuntime(out, device="cpu").embed_audio(waves)
-    single = ModelRuntime(tiny_bundle, device="cpu").embed_audio(waves)
+    single = ModelRuntime(plain, device="cpu").embed_audio(waves)
     assert np.allclose(np.linalg.norm(ensemble, axis=1), 1, atol=1e-5)
     model, _ = load_checkpoint(tiny_run)
     with torch.no_grad():
