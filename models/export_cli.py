@@ -34,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--speeds", type=speeds, default=None, metavar="S1,S2,...",
                         help="the audio graph embeds each sound played at these speeds (pitch "
                         "and tempo together) and averages: less of the speaker's voice in the "
-                        "embedding, at that many times the audio compute (default: 0.9,1,1.1; "
-                        "1: one plain pass)")
+                        "embedding, at that many times the audio compute (default: 1, one "
+                        "plain pass; 0.9,1,1.1 measured best)")
     parser.add_argument("--parity-items", type=int, default=16)
     parser.add_argument("--calibration-split", default="val", metavar="SPLIT",
                         help="held-out split of the corpus to calibrate match and on-screen "
