@@ -47,6 +47,7 @@ GRID: dict[str, list[str]] = {
     "lifter20-neighbours5": ["--lifter", "20", "--neighbours", "0.5"],
     "mil-alike7": ["--mil-alike", "0.7"],
     "eq12": ["--equaliser", "12"],
+    "eq12-lifter20": ["--equaliser", "12", "--lifter", "20"],
     "ema998-wider": ["--ema", "0.998", "--channels", "48,96,192,384"],
     "ema998-wide-lr1e-3": ["--ema", "0.998", "--channels", "32,64,128,256", "--lr", "1e-3"],
 }

@@ -37,6 +37,16 @@ class AudioGraphInfo(BaseModel):
     speeds: list[float] = [1.0]  # playback speeds the graph averages embeddings over
 
 
+class CentringInfo(BaseModel):
+    """The graphs subtract each modality's mean embedding over these training items (then
+    renormalise) from the ``embedding`` outputs; the image grid is left as trained."""
+
+    corpus: str
+    split: str
+    images: int
+    sounds: int
+
+
 class LocalizationInfo(BaseModel):
     scale: float
     bias: float
@@ -97,6 +107,7 @@ class ModelInfo(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     parity: dict[str, float] = Field(default_factory=dict)
+    centring: CentringInfo | None = None
     # Fitted after export on held-out data (avsearch export / avsearch calibrate); they change
     # the probabilities reported, not the embeddings, so they stay out of the content hash.
     match_calibration: MatchCalibrationInfo | None = None

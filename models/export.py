@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from models.bundle import (
     AUDIO_ONNX,
     IMAGE_ONNX,
     AudioGraphInfo,
+    CentringInfo,
     ImageGraphInfo,
     LocalizationInfo,
     ModelInfo,
@@ -37,22 +39,38 @@ from models.presets import Preset
 log = logging.getLogger(__name__)
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
-# The audio graph's playback speeds (see AudioGraph). One plain pass by default: 0.9,1,1.1
-# gains 0.01-0.02 nDCG@30 on unseen voices (docs/benchmarks.md), but the Ray build's batches
-# do not yet reproduce the local build's embeddings bit for bit with it.
-DEFAULT_SPEEDS = (1.0,)
+# The audio graph's playback speeds (see AudioGraph): 0.9,1,1.1 gains 0.005-0.024 nDCG@30
+# audio->image on every unseen voice measured, for three times the audio compute
+# (docs/benchmarks.md); `--speeds 1` exports one plain pass.
+DEFAULT_SPEEDS = (0.9, 1.0, 1.1)
+
+
+def centred(embedding: torch.Tensor, centre: torch.Tensor | None) -> torch.Tensor:
+    """``embedding`` less the modality's mean embedding, renormalised (no-op without a centre).
+
+    Towers trained contrastively leave each modality's embeddings in a cone of its own (the
+    "modality gap"); removing each cone's axis, measured once on the training items at export,
+    ranks the other modality's items more by content than by how far they lie from that axis
+    (docs/benchmarks.md, "Centring").
+    """
+    return embedding if centre is None else F.normalize(embedding - centre, dim=1)
 
 
 class ImageGraph(nn.Module):
-    """uint8 (B, H, W, 3) RGB -> embedding (B, D), grid (B, h, w, D)."""
+    """uint8 (B, H, W, 3) RGB -> embedding (B, D), grid (B, h, w, D).
 
-    def __init__(self, tower: ImageTower) -> None:
+    ``centre``: the mean image embedding subtracted from ``embedding`` (see :func:`centred`);
+    the grid, which AVOL-Net compares with sounds, is left as trained.
+    """
+
+    def __init__(self, tower: ImageTower, centre: torch.Tensor | None = None) -> None:
         super().__init__()
         self.tower = tower
+        self.centre = centre
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embedding, grid = self.tower(image.permute(0, 3, 1, 2).float() / 255.0)
-        return embedding, grid.permute(0, 2, 3, 1)
+        return centred(embedding, self.centre), grid.permute(0, 2, 3, 1)
 
 
 class AudioGraph(nn.Module):
@@ -65,32 +83,93 @@ class AudioGraph(nn.Module):
     """
 
     def __init__(self, tower: AudioTower, samples: int,
-                 speeds: tuple[float, ...] = (1.0,)) -> None:
+                 speeds: tuple[float, ...] = (1.0,), centre: torch.Tensor | None = None) -> None:
         super().__init__()
         self.tower = tower
         self.samples = samples
         self.speeds = tuple(speeds)
+        self.centre = centre
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         if self.speeds == (1.0,):
-            return self.tower(audio)
+            return centred(self.tower(audio), self.centre)
         total = sum(self.tower(play_at(audio, speed, self.samples)) for speed in self.speeds)
-        return F.normalize(total, dim=1)
+        return centred(F.normalize(total, dim=1), self.centre)
+
+
+def mean_embedding(graph: nn.Module, batches: Iterable[np.ndarray]) -> torch.Tensor | None:
+    """The mean of ``graph``'s embedding (its first output) over ``batches``; None if empty."""
+    total, count = None, 0
+    with torch.no_grad():
+        for batch in batches:
+            output = graph(torch.from_numpy(batch))
+            embedding = output[0] if isinstance(output, tuple) else output
+            total = embedding.sum(0) if total is None else total + embedding.sum(0)
+            count += len(embedding)
+    return None if total is None else total / count
 
 
 def play_at(audio: torch.Tensor, speed: float, length: int) -> torch.Tensor:
-    """(B, length) -> (B, length): resampled by linear interpolation to ``speed`` times the
-    rate, then cropped or zero-padded about the centre back to ``length`` samples (``length``
-    is the graph's fixed input size, passed as a number so that the sizes export as constants)."""
+    """(B, length) -> (B, length): played at ``speed`` times the rate (linear interpolation),
+    then cropped or zero-padded about the centre back to ``length`` samples.
+
+    Written as two gathers at fixed positions with fixed weights (see :func:`playback_taps`)
+    rather than a resize: every sample of the batch is then computed alone, so an embedding
+    does not depend on which other sounds share its batch (the local and the Ray index builds
+    batch differently and must agree bit for bit).
+    """
     if speed == 1.0:
         return audio
+    first, second, w_first, w_second = (torch.from_numpy(a) for a in playback_taps(speed, length))
+    return audio[:, first] * w_first + audio[:, second] * w_second
+
+
+def playback_taps(speed: float, length: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each output sample of a ``length``-sample sound played at ``speed``: the two input
+    samples it lies between and their weights, as linear interpolation with half-sample
+    centres computes them (``F.interpolate(mode="linear", align_corners=False)``); output
+    samples in the zero padding of a sped-up sound take weight 0."""
     size = max(1, round(length / speed))
-    played = F.interpolate(audio[:, None], size=size, mode="linear", align_corners=False)[:, 0]
+    source = np.maximum((np.arange(size) + 0.5) * (length / size) - 0.5, 0.0)
+    first = np.minimum(np.floor(source).astype(np.int64), length - 1)
+    second = np.minimum(first + 1, length - 1)
+    w_second = source - first
+    w_first = 1.0 - w_second
     if size >= length:
-        start = (size - length) // 2
-        return played[:, start : start + length]
-    pad = length - size
-    return F.pad(played, (pad // 2, pad - pad // 2))
+        keep = slice((size - length) // 2, (size - length) // 2 + length)
+        taps = first[keep], second[keep], w_first[keep], w_second[keep]
+    else:
+        before = (length - size) // 2
+        taps = tuple(np.zeros(length, dtype=a.dtype) for a in (first, second, w_first, w_second))
+        for tap, values in zip(taps, (first, second, w_first, w_second), strict=True):
+            tap[before : before + size] = values
+    return taps[0], taps[1], taps[2].astype(np.float32), taps[3].astype(np.float32)
+
+
+class Centring:
+    """Decoded training items, in batches, for the mean embeddings of :func:`centred`.
+
+    ``frames`` (N, H, W, 3) uint8 and ``waves`` (N, samples) float32; ``corpus`` and ``split``
+    say where they came from, for model.json.
+    """
+
+    def __init__(self, frames: np.ndarray, waves: np.ndarray, corpus: str, split: str,
+                 batch_size: int = 64) -> None:
+        if len(frames) == 0 or len(frames) != len(waves):
+            raise BundleError("centring needs as many frames as sounds, and at least one")
+        self.frames, self.waves = frames, waves
+        self.corpus, self.split, self.batch_size = corpus, split, batch_size
+
+    @property
+    def count(self) -> int:
+        return len(self.frames)
+
+    def image_batches(self) -> Iterable[np.ndarray]:
+        return (self.frames[s : s + self.batch_size] for s in range(0, self.count, self.batch_size))
+
+    def audio_batches(self) -> Iterable[np.ndarray]:
+        return (self.waves[s : s + self.batch_size] for s in range(0, self.count, self.batch_size))
 
 
 def load_checkpoint(run_dir: Path) -> tuple[AVModel, dict]:
@@ -122,12 +201,27 @@ def parity(graph: nn.Module, path: Path, inputs: np.ndarray, input_name: str) ->
     return max(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got, strict=True))
 
 
+def write_graphs(image_graph: ImageGraph, audio_graph: AudioGraph, folder: Path,
+                 images: np.ndarray, waves: np.ndarray) -> dict[str, float]:
+    """Export both graphs into ``folder``; their parity with torch on ``images``/``waves``."""
+    _export(image_graph, torch.from_numpy(images[:2]), folder / IMAGE_ONNX, "image",
+            ["embedding", "grid"])
+    _export(audio_graph, torch.from_numpy(waves[:2]), folder / AUDIO_ONNX, "audio", ["embedding"])
+    return {
+        "image_max_abs": parity(image_graph, folder / IMAGE_ONNX, images, "image"),
+        "audio_max_abs": parity(audio_graph, folder / AUDIO_ONNX, waves, "audio"),
+    }
+
+
 def export_bundle(
     run_dir: str | Path, out_dir: str | Path, images: np.ndarray, waves: np.ndarray,
     extra: dict | None = None, speeds: tuple[float, ...] = DEFAULT_SPEEDS,
+    centring: Centring | None = None,
 ) -> ModelInfo:
     """Write the bundle to ``out_dir`` (atomically) and check parity on ``images``/``waves``.
-    ``speeds``: the audio graph's ensemble over playback speeds (see :class:`AudioGraph`)."""
+    ``speeds``: the audio graph's ensemble over playback speeds (see :class:`AudioGraph`);
+    ``centring``: training items whose mean embeddings the graphs subtract (see :func:`centred`).
+    """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model, state = load_checkpoint(run_dir)
     preset = model.preset
@@ -136,13 +230,20 @@ def export_bundle(
     staging.mkdir(parents=True)
     image_graph = ImageGraph(model.image).eval()
     audio_graph = AudioGraph(model.audio, preset.audio.num_samples, speeds).eval()
-    _export(image_graph, torch.from_numpy(images[:2]), staging / IMAGE_ONNX, "image",
-            ["embedding", "grid"])
-    _export(audio_graph, torch.from_numpy(waves[:2]), staging / AUDIO_ONNX, "audio", ["embedding"])
-    differences = {
-        "image_max_abs": parity(image_graph, staging / IMAGE_ONNX, images, "image"),
-        "audio_max_abs": parity(audio_graph, staging / AUDIO_ONNX, waves, "audio"),
-    }
+    centring_info = None
+    if centring is not None:
+        image_graph.centre = mean_embedding(image_graph, centring.image_batches())
+        audio_graph.centre = mean_embedding(audio_graph, centring.audio_batches())
+        centring_info = CentringInfo(corpus=centring.corpus, split=centring.split,
+                                     images=centring.count, sounds=centring.count)
+    differences = write_graphs(image_graph, audio_graph, staging, images, waves)
+    if max(differences.values()) > PARITY_TOLERANCE and centring_info is not None:
+        # A barely trained model puts every item in a cone so narrow that centring magnifies
+        # float rounding past the tolerance: such a model is exported as trained.
+        log.warning("the training items' embeddings are nearly all alike (a model this little "
+                    "trained): exported without centring")
+        image_graph.centre = audio_graph.centre = centring_info = None
+        differences = write_graphs(image_graph, audio_graph, staging, images, waves)
     worst = max(differences.values())
     if worst > PARITY_TOLERANCE:
         shutil.rmtree(staging)
@@ -163,6 +264,7 @@ def export_bundle(
         metrics={k: v for k, v in (history[-1] if history else {}).items()
                  if k in ("ndcg30", "localization")},
         parity={**differences, "inputs": len(images)},
+        centring=centring_info,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     info = write_model_info(staging, info)

@@ -34,9 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--speeds", type=speeds, default=None, metavar="S1,S2,...",
                         help="the audio graph embeds each sound played at these speeds (pitch "
                         "and tempo together) and averages: less of the speaker's voice in the "
-                        "embedding, at that many times the audio compute (default: 1, one "
-                        "plain pass; 0.9,1,1.1 measured best)")
+                        "embedding, at that many times the audio compute (default: 0.9,1,1.1; "
+                        "1 for one plain pass)")
     parser.add_argument("--parity-items", type=int, default=16)
+    parser.add_argument("--centre-items", type=int, default=1000, metavar="N",
+                        help="subtract each modality's mean embedding over N training items of "
+                        "the corpus in the graphs (0: leave the embeddings as trained)")
     parser.add_argument("--calibration-split", default="val", metavar="SPLIT",
                         help="held-out split of the corpus to calibrate match and on-screen "
                         "probabilities on (default: val; skipped with a note when the corpus "
@@ -44,9 +47,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def training_sample(items: list, count: int) -> list:
+    """Up to ``count`` pairs of the training split (as training reads it: no split or
+    ``train``; no scenes), spread evenly over the manifest."""
+    pairs = [item for item in items if item.split in (None, "train")
+             and "box" not in item.extra and not item.extra.get("absent")]
+    if count <= 0 or not pairs:
+        return []
+    step = max(1, len(pairs) // count)
+    return pairs[::step][:count]
+
+
 def run(args: argparse.Namespace) -> int:
     from models.errors import BundleError
-    from models.export import DEFAULT_SPEEDS, export_bundle, load_checkpoint
+    from models.export import DEFAULT_SPEEDS, Centring, export_bundle, load_checkpoint
     from models.item_media import InputSpec, load_item
     from models.manifest import read_manifest
 
@@ -59,15 +73,29 @@ def run(args: argparse.Namespace) -> int:
     preset = state["preset"]
     spec = InputSpec(preset["image_size"], preset["audio"]["sample_rate"],
                      preset["audio"]["window_s"])
-    items = read_manifest(corpus)[: args.parity_items]
-    decoded = [load_item(corpus, item, spec) for item in items]
+    if args.centre_items < 0:
+        raise BundleError(f"--centre-items must be 0 or more, got {args.centre_items}")
+    manifest = read_manifest(corpus)
+    decoded = [load_item(corpus, item, spec) for item in manifest[: args.parity_items]]
     import numpy as np
+    from tqdm import tqdm
 
     images = np.stack([frame for frame, _ in decoded])
     waves = np.stack([wave for _, wave in decoded]).astype(np.float32)
+    centring = None
+    sample = training_sample(manifest, args.centre_items)
+    if sample:
+        pairs = [load_item(corpus, item, spec)
+                 for item in tqdm(sample, desc="centring", unit="item", leave=False)]
+        centring = Centring(np.stack([frame for frame, _ in pairs]),
+                            np.stack([wave for _, wave in pairs]).astype(np.float32),
+                            corpus=str(corpus), split="train")
+    elif args.centre_items:
+        print(f"note: not centred: {corpus} has no training pairs to take the mean embeddings of")
     info = export_bundle(run_dir, args.out, images, waves,
-                         speeds=args.speeds or DEFAULT_SPEEDS)
-    print(json.dumps({"parity": info.parity, "content_hash": info.content_hash}, indent=2))
+                         speeds=args.speeds or DEFAULT_SPEEDS, centring=centring)
+    print(json.dumps({"parity": info.parity, "centred": info.centring is not None,
+                      "content_hash": info.content_hash}, indent=2))
     print(f"wrote {args.out}/image.onnx, audio.onnx and model.json")
     if any(item.split == args.calibration_split for item in read_manifest(corpus)):
         from models.calibrate_cli import calibrate_and_report

@@ -97,10 +97,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "that one word said by two voices is not pushed apart (default: 0, off)")
     parser.add_argument("--neighbour-temperature", type=_positive, default=0.1, metavar="T",
                         help="softmax temperature of those image similarities (default: 0.1)")
-    parser.add_argument("--equaliser", type=_weight, default=0.0, metavar="DB",
+    parser.add_argument("--equaliser", type=_weight, default=12.0, metavar="DB",
                         help="pass each training sound through a random smooth filter of at "
                         "most this many dB of boost or cut (another microphone or room; "
-                        "default: 0, off)")
+                        "default: 12; 0: off)")
     parser.add_argument("--mil-alike", type=_share, default=0.0, metavar="COS",
                         help="from a quarter of the way in, leave out of the localisation loss "
                         "each rolled negative whose sound's source (the location of its own "

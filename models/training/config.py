@@ -26,7 +26,7 @@ class TrainConfig:
     view_weight: float = 0.0  # weight of the agreement of two augmented views of each sound
     neighbours: float = 0.0  # share of InfoNCE's target given to alike images; 0: off
     neighbour_temperature: float = 0.1  # softmax temperature of image similarity
-    equaliser: float = 0.0  # dB of a random equaliser on each training sound; 0: off
+    equaliser: float = 12.0  # dB of a random equaliser on each training sound; 0: off
     mil_alike: float = 0.0  # cosine above which a rolled MIL negative is skipped as alike; 0: off
     seed: int = 0
     device: str = "auto"

@@ -328,9 +328,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         raise CorpusError(f"{config.out} already holds a run: pass --resume or another --out")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False) if resume else None
     if state is not None:
-        # A run saved before distractors existed trained without them, and goes on so.
-        config = replace(TrainConfig(**{"distractors": 0, **state["config"]}), steps=config.steps,
-                         threads=config.threads)
+        # A run saved before distractors or the equaliser existed trained without them, and
+        # goes on so.
+        saved = {"distractors": 0, "equaliser": 0.0, **state["config"]}
+        config = replace(TrainConfig(**saved), steps=config.steps, threads=config.threads)
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     trainer = Trainer(config, progress)
     if state is not None:

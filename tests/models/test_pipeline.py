@@ -54,7 +54,8 @@ def test_ema_and_channels_resume_and_export_the_averaged_weights(tiny_corpus, tm
     assert info.preset["channels"] == [8, 8, 16, 16] and info.training["ema"] == 0.5
 
 
-def test_a_run_saved_before_distractors_resumes_without_them(tiny_corpus, tmp_path):
+def test_a_run_saved_before_distractors_and_equaliser_resumes_without_them(tiny_corpus,
+                                                                          tmp_path):
     import torch
 
     common = ["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"), "--quiet",
@@ -62,11 +63,13 @@ def test_a_run_saved_before_distractors_resumes_without_them(tiny_corpus, tmp_pa
     assert main([*common, "--steps", "2"]) == 0
     path = tmp_path / "r" / "checkpoint.pt"
     state = torch.load(path, weights_only=False)
-    assert state["config"]["distractors"] == 8  # the default
-    del state["config"]["distractors"]  # as a checkpoint written before the option existed
+    assert state["config"]["distractors"] == 8 and state["config"]["equaliser"] == 12  # defaults
+    for option in ("distractors", "equaliser"):  # as a checkpoint written before they existed
+        del state["config"][option]
     torch.save(state, path)
     assert main([*common, "--steps", "4", "--resume"]) == 0
-    assert json.loads((tmp_path / "r" / "run.json").read_text())["config"]["distractors"] == 0
+    config = json.loads((tmp_path / "r" / "run.json").read_text())["config"]
+    assert config["distractors"] == 0 and config["equaliser"] == 0
 
 
 def test_lifter_and_view_weight_train_and_reach_the_bundle(tiny_corpus, tmp_path):
@@ -90,17 +93,6 @@ def test_neighbour_targets_train_and_are_recorded(tiny_corpus, tmp_path):
     assert config["neighbours"] == 0.5 and config["neighbour_temperature"] == 0.2
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--neighbours", "1.5"], "--neighbours"),
-    (["--neighbours", "-0.1"], "--neighbours"),
-    (["--neighbour-temperature", "0"], "--neighbour-temperature"),
-])
-def test_train_rejects_bad_neighbour_options(tiny_corpus, tmp_path, capsys, argv, message):
-    with pytest.raises(SystemExit):
-        main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"), *argv])
-    assert message in capsys.readouterr().err
-
-
 def test_mil_alike_skips_negatives_after_a_quarter_and_is_recorded(tiny_corpus, tmp_path):
     run = tmp_path / "r"
     assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet",
@@ -119,22 +111,6 @@ def test_equaliser_trains_and_is_recorded(tiny_corpus, tmp_path):
     assert json.loads((run / "run.json").read_text())["config"]["equaliser"] == 12.0
 
 
-@pytest.mark.parametrize("argv", [["--equaliser", "-3"], ["--equaliser", "loud"]])
-def test_train_rejects_a_bad_equaliser(tiny_corpus, tmp_path, capsys, argv):
-    with pytest.raises(SystemExit):
-        main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"), *argv])
-    assert "--equaliser" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("value", ["1.5", "-0.1", "x"])
-def test_train_rejects_a_bad_mil_alike(tiny_corpus, tmp_path, capsys, value):
-    with pytest.raises(SystemExit):
-        main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"),
-              "--mil-alike", value])
-    assert "--mil-alike" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
-
-
 def test_neighbour_targets_need_infonce(tiny_corpus, tmp_path):
     with pytest.raises(SystemExit, match="--neighbours needs --loss infonce"):
         main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"),
@@ -142,19 +118,25 @@ def test_neighbour_targets_need_infonce(tiny_corpus, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("weight", ["-1", "nan", "heavy"])
-def test_train_rejects_a_bad_view_weight(tiny_corpus, tmp_path, capsys, weight):
+@pytest.mark.parametrize("argv, message", [
+    (["--neighbours", "1.5"], "--neighbours"),
+    (["--neighbours", "-0.1"], "--neighbours"),
+    (["--neighbour-temperature", "0"], "--neighbour-temperature"),
+    (["--equaliser", "-3"], "--equaliser"),
+    (["--equaliser", "loud"], "--equaliser"),
+    (["--mil-alike", "1.5"], "--mil-alike"),
+    (["--mil-alike", "-0.1"], "--mil-alike"),
+    (["--mil-alike", "x"], "--mil-alike"),
+    (["--view-weight", "-1"], "--view-weight"),
+    (["--view-weight", "nan"], "--view-weight"),
+    (["--view-weight", "heavy"], "--view-weight"),
+    (["--channels", "8,16"], "four positive block widths"),
+])
+def test_train_rejects_a_bad_option(tiny_corpus, tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit):
-        main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"),
-              "--view-weight", weight])
-    assert "--view-weight" in capsys.readouterr().err
-
-
-def test_train_rejects_bad_channels(tiny_corpus, tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"),
-              "--channels", "8,16"])
-    assert "four positive block widths" in capsys.readouterr().err
+        main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"), *argv])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_train_refuses_to_overwrite_a_run(tiny_corpus, tiny_run, capsys):
@@ -175,12 +157,14 @@ def test_export_with_speeds_averages_over_played_versions(tiny_run, tiny_bundle,
     from models.export import load_checkpoint, play_at
 
     out, plain = tmp_path / "speeds", tmp_path / "plain"
-    assert main(["export", str(tiny_run), "--out", str(out), "--speeds", "1.1,0.9,1"]) == 0
-    assert main(["export", str(tiny_run), "--out", str(plain), "--speeds", "1"]) == 0
+    uncentred = ["--centre-items", "0"]  # the ensemble alone, compared with torch below
+    assert main(["export", str(tiny_run), "--out", str(out), "--speeds", "1.1,0.9,1",
+                 *uncentred]) == 0
+    assert main(["export", str(tiny_run), "--out", str(plain), "--speeds", "1", *uncentred]) == 0
     info = read_model_info(out)
     assert info.audio.speeds == [1.1, 0.9, 1.0] and info.parity["audio_max_abs"] <= 1e-4
     assert read_model_info(plain).audio.speeds == [1.0]
-    assert read_model_info(tiny_bundle).audio.speeds == [1.0]  # the default
+    assert read_model_info(tiny_bundle).audio.speeds == [0.9, 1.0, 1.1]  # the default
     # Tones in a short burst: played faster or slower they change pitch and length.
     t = np.arange(8000) / 8000
     burst = np.exp(-((t - 0.5) / 0.1) ** 2)
@@ -196,6 +180,44 @@ def test_export_with_speeds_averages_over_played_versions(tiny_run, tiny_bundle,
     expected = torch.nn.functional.normalize(total, dim=1).numpy()
     # The graph computes the ensemble: far closer to it than to the sound at one speed.
     assert np.abs(ensemble - expected).max() * 10 < np.abs(ensemble - single).max()
+
+
+def test_export_centres_each_modality_on_its_training_mean(tiny_run, tiny_bundle, tiny_corpus,
+                                                          tmp_path):
+    from models.export_cli import training_sample
+    from models.item_media import InputSpec, load_item
+    from models.manifest import read_manifest
+
+    plain = tmp_path / "plain"
+    assert main(["export", str(tiny_run), "--out", str(plain), "--centre-items", "0"]) == 0
+    assert read_model_info(plain).centring is None
+    centring = read_model_info(tiny_bundle).centring  # centred by default
+    sample = training_sample(read_manifest(tiny_corpus), 1000)
+    assert centring is not None and centring.split == "train"
+    assert centring.images == centring.sounds == len(sample) > 0
+    assert all(item.split == "train" and "box" not in item.extra for item in sample)
+    spec = InputSpec(64, 8000, 1.0)
+    pairs = [load_item(tiny_corpus, item, spec) for item in sample]
+    frames = np.stack([frame for frame, _ in pairs])
+    waves = np.stack([wave for _, wave in pairs]).astype(np.float32)
+    for bundle, centred in ((plain, False), (tiny_bundle, True)):
+        runtime = ModelRuntime(bundle, device="cpu")
+        image, audio = runtime.embed_images(frames).embeddings, runtime.embed_audio(waves)
+        assert np.allclose(np.linalg.norm(image, axis=1), 1, atol=1e-5)
+        means = [float(np.linalg.norm(e.mean(0))) for e in (image, audio)]
+        # Barely trained towers put every item in one narrow cone; centred, the cone is gone.
+        assert all(m < 0.3 for m in means) if centred else all(m > 0.6 for m in means)
+    # The grid is the trained one: centring changes the embeddings, not the localisation grid.
+    grids = [ModelRuntime(b, device="cpu").embed_images(frames[:4]).grids
+             for b in (plain, tiny_bundle)]
+    assert np.allclose(*grids, atol=1e-6)
+
+
+def test_export_rejects_negative_centre_items(tiny_run, tmp_path, capsys):
+    assert main(["export", str(tiny_run), "--out", str(tmp_path / "m"),
+                 "--centre-items", "-1"]) != 0
+    assert "--centre-items" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
 
 
 def test_play_at_changes_pitch_and_keeps_the_length():
@@ -219,6 +241,20 @@ def test_export_rejects_bad_speeds(tiny_run, tmp_path, capsys, value):
         main(["export", str(tiny_run), "--out", str(tmp_path / "m"), "--speeds", value])
     assert "--speeds" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_an_embedding_does_not_depend_on_the_rest_of_its_batch(tiny_bundle):
+    # The local and the Ray index builds batch items differently and must agree bit for bit,
+    # speed ensemble (the default) included.
+    rng = np.random.default_rng(1)
+    waves = rng.normal(0, 0.1, (9, 8000)).astype(np.float32)
+    frames = rng.integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
+    whole = ModelRuntime(tiny_bundle, device="cpu", batch_size=64)
+    for size in (1, 4):
+        runtime = ModelRuntime(tiny_bundle, device="cpu", batch_size=size)
+        assert np.array_equal(runtime.embed_audio(waves), whole.embed_audio(waves))
+        assert np.array_equal(runtime.embed_images(frames).embeddings,
+                              whole.embed_images(frames).embeddings)
 
 
 def test_runtime_embeds_any_batch_size(tiny_bundle, tiny_corpus):
