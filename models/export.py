@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from models.bundle import (
     AUDIO_ONNX,
     IMAGE_ONNX,
+    MODEL_JSON,
     AudioGraphInfo,
     CentringInfo,
     ImageGraphInfo,
@@ -269,6 +270,19 @@ def export_bundle(
     )
     info = write_model_info(staging, info)
     if out_dir.exists():
+        keep_other_files(out_dir, staging)
         shutil.rmtree(out_dir)
     staging.rename(out_dir)
     return info
+
+
+def keep_other_files(old: Path, new: Path) -> None:
+    """Copy what ``old`` holds besides a bundle's own files (a README, a licence notice) into
+    ``new``, which replaces it whole: an export over a bundle updates the model, not the rest."""
+    for path in old.iterdir():
+        if path.name in (IMAGE_ONNX, AUDIO_ONNX, MODEL_JSON) or (new / path.name).exists():
+            continue
+        if path.is_dir():
+            shutil.copytree(path, new / path.name)
+        else:
+            shutil.copy2(path, new / path.name)

@@ -213,6 +213,18 @@ def test_export_centres_each_modality_on_its_training_mean(tiny_run, tiny_bundle
     assert np.allclose(*grids, atol=1e-6)
 
 
+def test_export_over_a_bundle_keeps_its_other_files(tiny_run, tmp_path):
+    out = tmp_path / "model"
+    assert main(["export", str(tiny_run), "--out", str(out), "--speeds", "1"]) == 0
+    (out / "README.md").write_text("how this model was made")
+    (out / "notes").mkdir()
+    (out / "notes" / "a.txt").write_text("kept")
+    assert main(["export", str(tiny_run), "--out", str(out)]) == 0
+    assert read_model_info(out).audio.speeds == [0.9, 1.0, 1.1]  # the new export
+    assert (out / "README.md").read_text() == "how this model was made"
+    assert (out / "notes" / "a.txt").read_text() == "kept"
+
+
 def test_export_rejects_negative_centre_items(tiny_run, tmp_path, capsys):
     assert main(["export", str(tiny_run), "--out", str(tmp_path / "m"),
                  "--centre-items", "-1"]) != 0
