@@ -166,11 +166,9 @@ class Centring:
     def count(self) -> int:
         return len(self.frames)
 
-    def image_batches(self) -> Iterable[np.ndarray]:
-        return (self.frames[s : s + self.batch_size] for s in range(0, self.count, self.batch_size))
-
-    def audio_batches(self) -> Iterable[np.ndarray]:
-        return (self.waves[s : s + self.batch_size] for s in range(0, self.count, self.batch_size))
+    def batches(self, array: np.ndarray) -> Iterable[np.ndarray]:
+        """``array`` (``frames`` or ``waves``) in slices of ``batch_size``."""
+        return (array[s : s + self.batch_size] for s in range(0, self.count, self.batch_size))
 
 
 def load_checkpoint(run_dir: Path) -> tuple[AVModel, dict]:
@@ -233,8 +231,8 @@ def export_bundle(
     audio_graph = AudioGraph(model.audio, preset.audio.num_samples, speeds).eval()
     centring_info = None
     if centring is not None:
-        image_graph.centre = mean_embedding(image_graph, centring.image_batches())
-        audio_graph.centre = mean_embedding(audio_graph, centring.audio_batches())
+        image_graph.centre = mean_embedding(image_graph, centring.batches(centring.frames))
+        audio_graph.centre = mean_embedding(audio_graph, centring.batches(centring.waves))
         centring_info = CentringInfo(corpus=centring.corpus, split=centring.split,
                                      images=centring.count, sounds=centring.count)
     differences = write_graphs(image_graph, audio_graph, staging, images, waves)

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from models.training.cli import whole_number
+
 
 def speeds(text: str) -> tuple[float, ...]:
     """``0.9,1,1.1`` -> (0.9, 1.0, 1.1): playback speeds between 0.5 and 2, each once."""
@@ -37,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "embedding, at that many times the audio compute (default: 0.9,1,1.1; "
                         "1 for one plain pass)")
     parser.add_argument("--parity-items", type=int, default=16)
-    parser.add_argument("--centre-items", type=int, default=1000, metavar="N",
+    parser.add_argument("--centre-items", type=whole_number, default=1000, metavar="N",
                         help="subtract each modality's mean embedding over N training items of "
                         "the corpus in the graphs (0: leave the embeddings as trained)")
     parser.add_argument("--calibration-split", default="val", metavar="SPLIT",
@@ -73,8 +75,6 @@ def run(args: argparse.Namespace) -> int:
     preset = state["preset"]
     spec = InputSpec(preset["image_size"], preset["audio"]["sample_rate"],
                      preset["audio"]["window_s"])
-    if args.centre_items < 0:
-        raise BundleError(f"--centre-items must be 0 or more, got {args.centre_items}")
     manifest = read_manifest(corpus)
     decoded = [load_item(corpus, item, spec) for item in manifest[: args.parity_items]]
     import numpy as np
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({"parity": info.parity, "centred": info.centring is not None,
                       "content_hash": info.content_hash}, indent=2))
     print(f"wrote {args.out}/image.onnx, audio.onnx and model.json")
-    if any(item.split == args.calibration_split for item in read_manifest(corpus)):
+    if any(item.split == args.calibration_split for item in manifest):
         from models.calibrate_cli import calibrate_and_report
 
         calibrate_and_report(args.out, corpus, args.calibration_split)

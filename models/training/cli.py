@@ -9,7 +9,8 @@ import shlex
 from models.training.config import TrainConfig
 
 
-def _count(text: str) -> int:
+def whole_number(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
     try:
         value = int(text)
     except ValueError:
@@ -76,7 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weight-decay", type=float, default=1e-5)
     parser.add_argument("--loc-weight", type=float, default=1.0,
                         help="weight of the AVOL-Net localisation loss")
-    parser.add_argument("--distractors", type=_count, default=TrainConfig.distractors, metavar="N",
+    parser.add_argument("--distractors", type=whole_number, default=TrainConfig.distractors,
+                        metavar="N",
                         help="synthetic sounds of no image (noise bursts, tones) added to each "
                         "batch as negatives, so that unrelated sounds match nothing "
                         "(default: 8; 0: off)")
@@ -85,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "with this decay, e.g. 0.999 (default: off)")
     parser.add_argument("--channels", type=_channels, default=(), metavar="C1,C2,C3,C4",
                         help="the towers' block widths (default: the preset's)")
-    parser.add_argument("--lifter", type=_count, default=None, metavar="N",
+    parser.add_argument("--lifter", type=whole_number, default=None, metavar="N",
                         help="cepstral coefficients the audio front end keeps per frame, which "
                         "smooths away the pitch harmonics (0: all; default: the preset's)")
     parser.add_argument("--view-weight", type=_weight, default=0.0, metavar="W",

@@ -226,8 +226,8 @@ def test_export_over_a_bundle_keeps_its_other_files(tiny_run, tmp_path):
 
 
 def test_export_rejects_negative_centre_items(tiny_run, tmp_path, capsys):
-    assert main(["export", str(tiny_run), "--out", str(tmp_path / "m"),
-                 "--centre-items", "-1"]) != 0
+    with pytest.raises(SystemExit):
+        main(["export", str(tiny_run), "--out", str(tmp_path / "m"), "--centre-items", "-1"])
     assert "--centre-items" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
