@@ -49,6 +49,8 @@ GRID: dict[str, list[str]] = {
     "eq12": ["--equaliser", "12"],
     "eq12-lifter20": ["--equaliser", "12", "--lifter", "20"],
     "eq12-4k": ["--equaliser", "12", "--steps", "4000"],
+    "topdb50": ["--top-db", "50"],
+    "topdb40": ["--top-db", "40"],
     "ema998-wider": ["--ema", "0.998", "--channels", "48,96,192,384"],
     "ema998-wide-lr1e-3": ["--ema", "0.998", "--channels", "32,64,128,256", "--lr", "1e-3"],
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 
 from models.training.config import TrainConfig
@@ -25,8 +26,8 @@ def _weight(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, not {text}")
     return value
 
 
@@ -90,6 +91,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lifter", type=whole_number, default=None, metavar="N",
                         help="cepstral coefficients the audio front end keeps per frame, which "
                         "smooths away the pitch harmonics (0: all; default: the preset's)")
+    parser.add_argument("--top-db", type=_positive, default=None, metavar="DB",
+                        help="dynamic range the audio front end keeps below each clip's peak; "
+                        "quieter detail (a recording's noise floor) is cut to that level "
+                        "(default: the preset's)")
     parser.add_argument("--view-weight", type=_weight, default=0.0, metavar="W",
                         help="weight of a loss asking two augmented views of each sound for the "
                         "same embedding (default: 0, off)")
@@ -132,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         loc_weight=args.loc_weight, distractors=args.distractors, ema=args.ema,
         channels=args.channels,
-        lifter=-1 if args.lifter is None else args.lifter, view_weight=args.view_weight,
+        lifter=-1 if args.lifter is None else args.lifter,
+        top_db=-1.0 if args.top_db is None else args.top_db, view_weight=args.view_weight,
         neighbours=args.neighbours, neighbour_temperature=args.neighbour_temperature,
         mil_alike=args.mil_alike,
         equaliser=args.equaliser,

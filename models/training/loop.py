@@ -31,7 +31,7 @@ from models.nn.losses import (
     roll_negatives,
 )
 from models.nn.model import AVModel
-from models.presets import get_preset
+from models.presets import Preset, get_preset
 from models.training.augment import augment_images, augment_waves
 from models.training.config import TrainConfig
 from models.training.data import PairSet, load_pairs
@@ -66,16 +66,27 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def configured_preset(config: TrainConfig) -> Preset:
+    """The named preset with the run's overrides of widths and front end applied."""
+    preset = get_preset(config.preset)
+    if config.channels:
+        preset = replace(preset, channels=tuple(config.channels))
+    audio = preset.audio
+    if config.lifter >= 0:
+        audio = replace(audio, lifter=config.lifter)
+    if config.top_db > 0:
+        audio = replace(audio, top_db=config.top_db)
+    return replace(preset, audio=audio)
+
+
 class Trainer:
-    def __init__(self, config: TrainConfig, progress: bool = True) -> None:
+    def __init__(
+        self, config: TrainConfig, progress: bool = True, preset: Preset | None = None
+    ) -> None:
+        """``preset``: the resumed run's own (a preset's defaults may have changed since)."""
         self.config = config
         self.progress = progress
-        self.preset = get_preset(config.preset)
-        if config.channels:
-            self.preset = replace(self.preset, channels=tuple(config.channels))
-        if config.lifter >= 0:
-            self.preset = replace(self.preset, audio=replace(self.preset.audio,
-                                                             lifter=config.lifter))
+        self.preset = preset or configured_preset(config)
         self.spec = InputSpec(
             self.preset.image_size, self.preset.audio.sample_rate, self.preset.audio.window_s
         )
@@ -333,7 +344,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         saved = {"distractors": 0, "equaliser": 0.0, **state["config"]}
         config = replace(TrainConfig(**saved), steps=config.steps, threads=config.threads)
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
-    trainer = Trainer(config, progress)
+    saved_preset = Preset.from_json(state["preset"]) if state is not None else None
+    trainer = Trainer(config, progress, saved_preset)
     if state is not None:
         trainer.resume(state)
     trainer.load_data()

@@ -54,8 +54,7 @@ def test_ema_and_channels_resume_and_export_the_averaged_weights(tiny_corpus, tm
     assert info.preset["channels"] == [8, 8, 16, 16] and info.training["ema"] == 0.5
 
 
-def test_a_run_saved_before_distractors_and_equaliser_resumes_without_them(tiny_corpus,
-                                                                          tmp_path):
+def test_a_run_saved_before_later_options_resumes_as_it_was_trained(tiny_corpus, tmp_path):
     import torch
 
     common = ["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"), "--quiet",
@@ -64,24 +63,27 @@ def test_a_run_saved_before_distractors_and_equaliser_resumes_without_them(tiny_
     path = tmp_path / "r" / "checkpoint.pt"
     state = torch.load(path, weights_only=False)
     assert state["config"]["distractors"] == 8 and state["config"]["equaliser"] == 12  # defaults
-    for option in ("distractors", "equaliser"):  # as a checkpoint written before they existed
+    for option in ("distractors", "equaliser", "top_db"):  # as written before they existed
         del state["config"][option]
+    state["preset"]["audio"]["top_db"] = 70.0  # as if the preset had another front end then
     torch.save(state, path)
     assert main([*common, "--steps", "4", "--resume"]) == 0
-    config = json.loads((tmp_path / "r" / "run.json").read_text())["config"]
-    assert config["distractors"] == 0 and config["equaliser"] == 0
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run["config"]["distractors"] == 0 and run["config"]["equaliser"] == 0
+    assert run["preset"]["audio"]["top_db"] == 70.0  # the run goes on with its own front end
 
 
-def test_lifter_and_view_weight_train_and_reach_the_bundle(tiny_corpus, tmp_path):
+def test_front_end_options_and_view_weight_train_and_reach_the_bundle(tiny_corpus, tmp_path):
     run, model = tmp_path / "r", tmp_path / "model"
     assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet",
                  "--batch-size", "8", "--steps", "2", "--eval-every", "2", "--lifter", "12",
-                 "--view-weight", "0.5"]) == 0
+                 "--top-db", "45", "--view-weight", "0.5"]) == 0
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert 0.0 <= last["views"] <= 2.0  # 1 - cosine of two views of each sound
     assert main(["export", str(run), "--out", str(model)]) == 0
     info = read_model_info(model)
-    assert info.preset["audio"]["lifter"] == 12 and info.training["view_weight"] == 0.5
+    assert info.preset["audio"]["lifter"] == 12 and info.preset["audio"]["top_db"] == 45
+    assert info.training["view_weight"] == 0.5
 
 
 def test_neighbour_targets_train_and_are_recorded(tiny_corpus, tmp_path):
@@ -131,6 +133,8 @@ def test_neighbour_targets_need_infonce(tiny_corpus, tmp_path):
     (["--view-weight", "nan"], "--view-weight"),
     (["--view-weight", "heavy"], "--view-weight"),
     (["--channels", "8,16"], "four positive block widths"),
+    (["--top-db", "0"], "--top-db"),
+    (["--top-db", "inf"], "--top-db"),
 ])
 def test_train_rejects_a_bad_option(tiny_corpus, tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit):
