@@ -51,6 +51,7 @@ GRID: dict[str, list[str]] = {
     "eq12-4k": ["--equaliser", "12", "--steps", "4000"],
     "topdb50": ["--top-db", "50"],
     "topdb40": ["--top-db", "40"],
+    "topdb30": ["--top-db", "30"],
     "ema998-wider": ["--ema", "0.998", "--channels", "48,96,192,384"],
     "ema998-wide-lr1e-3": ["--ema", "0.998", "--channels", "32,64,128,256", "--lr", "1e-3"],
 }
