@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from models.training.cli import whole_number
+from models.arguments import whole_number
 
 
 def speeds(text: str) -> tuple[float, ...]:

@@ -7,18 +7,8 @@ import json
 import math
 import shlex
 
+from models.arguments import whole_number
 from models.training.config import TrainConfig
-
-
-def whole_number(text: str) -> int:
-    """An argparse type: a whole number, 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
 
 
 def _weight(text: str) -> float:
