@@ -33,6 +33,20 @@ def _wait_ready(client: httpx.Client, process: subprocess.Popen) -> None:
         time.sleep(0.2)
 
 
+def _wait_every_process_ready(base_url: str, process: subprocess.Popen, probes: int = 8) -> None:
+    """Ready on ``probes`` fresh connections in a row: the kernel spreads new connections over
+    the processes, and each loads the model and the index on its own (slowly on a busy machine)."""
+    deadline = time.monotonic() + 60
+    in_a_row = 0
+    while in_a_row < probes:
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, f"not every process ready in 60 s ({in_a_row} in a row)"
+        with httpx.Client(base_url=base_url, timeout=60) as fresh:
+            in_a_row = in_a_row + 1 if fresh.get("/readyz").status_code == 200 else 0
+        if not in_a_row:
+            time.sleep(0.2)
+
+
 def test_serve_from_environment_variables(service_index: Path, service_corpus: Path) -> None:
     port = free_port()
     process = _serve([], env={"AVSEARCH_MODEL_DIR": str(PRETRAINED),
@@ -65,6 +79,7 @@ def test_several_processes_share_one_port_and_the_jobs(own_index: Path,
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             _wait_ready(client, process)
+            _wait_every_process_ready(str(client.base_url), process)
             pair = of_kind(service_corpus, "pair")[0]
             for _ in range(6):  # new connections: the kernel spreads them over the processes
                 with httpx.Client(base_url=client.base_url, timeout=60) as fresh:
