@@ -20,30 +20,21 @@ def _serve(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pop
                             stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_ready(client: httpx.Client, process: subprocess.Popen) -> None:
+def _wait_ready(base_url: str, process: subprocess.Popen, in_a_row: int = 1) -> None:
+    """Until ``/readyz`` answers 200 on ``in_a_row`` fresh connections in a row. With several
+    processes the kernel spreads new connections over them, and each loads the model and the
+    index on its own (slowly on a busy machine), so one ready answer does not mean all are."""
     deadline = time.monotonic() + 60
-    while True:
+    ready = 0
+    while ready < in_a_row:
         assert process.poll() is None, process.communicate()[0]
-        assert time.monotonic() < deadline, "not ready in 60 s"
+        assert time.monotonic() < deadline, f"not ready in 60 s ({ready} ready in a row)"
         try:
-            if client.get("/readyz").status_code == 200:
-                return
+            with httpx.Client(base_url=base_url, timeout=60) as fresh:
+                ready = ready + 1 if fresh.get("/readyz").status_code == 200 else 0
         except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-
-
-def _wait_every_process_ready(base_url: str, process: subprocess.Popen, probes: int = 8) -> None:
-    """Ready on ``probes`` fresh connections in a row: the kernel spreads new connections over
-    the processes, and each loads the model and the index on its own (slowly on a busy machine)."""
-    deadline = time.monotonic() + 60
-    in_a_row = 0
-    while in_a_row < probes:
-        assert process.poll() is None, process.communicate()[0]
-        assert time.monotonic() < deadline, f"not every process ready in 60 s ({in_a_row} in a row)"
-        with httpx.Client(base_url=base_url, timeout=60) as fresh:
-            in_a_row = in_a_row + 1 if fresh.get("/readyz").status_code == 200 else 0
-        if not in_a_row:
+            ready = 0
+        if not ready:
             time.sleep(0.2)
 
 
@@ -54,7 +45,7 @@ def test_serve_from_environment_variables(service_index: Path, service_corpus: P
                               "AVSEARCH_PORT": str(port), "AVSEARCH_WORKERS": "2"})
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            _wait_ready(client, process)
+            _wait_ready(str(client.base_url), process)
             pair = of_kind(service_corpus, "pair")[0]
             answer = client.post("/v1/search", files=upload(service_corpus / pair["audio"]))
             assert answer.status_code == 200
@@ -78,8 +69,7 @@ def test_several_processes_share_one_port_and_the_jobs(own_index: Path,
     auth = {"Authorization": f"Bearer {token}"}
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            _wait_ready(client, process)
-            _wait_every_process_ready(str(client.base_url), process)
+            _wait_ready(str(client.base_url), process, in_a_row=8)
             pair = of_kind(service_corpus, "pair")[0]
             for _ in range(6):  # new connections: the kernel spreads them over the processes
                 with httpx.Client(base_url=client.base_url, timeout=60) as fresh:
