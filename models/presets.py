@@ -27,6 +27,8 @@ class AudioSpec:
     cmn: bool = False  # subtract each band's mean over time (channel and voice colour)
     lifter: int = 0  # keep this many cepstral coefficients per frame (0: all): the spectral
     # envelope without the pitch harmonics, which say more about the voice than the word
+    pre_emphasis: float = 0.0  # first-order high-pass y[n] = x[n] - a x[n-1] before the floor:
+    # lifts the quiet consonants toward the vowel's peak so that ``top_db`` does not cut them
 
     @property
     def num_samples(self) -> int:

@@ -3,7 +3,9 @@
 The short-time DFT is a fixed 1-D convolution (cosine and sine rows, Hann-windowed), which
 exports to a single ONNX ``Conv`` and matches torch to float precision. The optional mel matrix
 is a buffer. Each clip is referenced to its own peak and floored ``top_db`` below it, which
-makes the features independent of recording gain.
+makes the features independent of recording gain. Pre-emphasis, a first-order high-pass on the
+waveform, is applied as its power gain at each DFT bin, so it is folded into the mel matrix
+(or into one gain vector without mels) and costs nothing at run time.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ def lifter_matrix(bins: int, keep: int) -> torch.Tensor:
     return (kept.T @ kept).float()
 
 
+def pre_emphasis_gain(n_fft: int, coefficient: float) -> torch.Tensor:
+    """(bins,) power gain of y[n] = x[n] - a x[n-1] at each DFT bin: |1 - a e^{-jw}|^2."""
+    omega = torch.linspace(0, math.pi, n_fft // 2 + 1, dtype=torch.float64)
+    return (1.0 - 2.0 * coefficient * torch.cos(omega) + coefficient**2).float()
+
+
 def mel_matrix(n_mels: int, n_fft: int, sample_rate: int) -> torch.Tensor:
     """(n_mels, bins) triangular filters on the HTK mel scale, unit peak."""
 
@@ -67,7 +75,11 @@ class LogSpectrogram(nn.Module):
         self.cmn = spec.cmn
         self.register_buffer("kernel", dft_kernel(spec.n_fft, spec.win_length), persistent=False)
         mel = mel_matrix(spec.n_mels, spec.n_fft, spec.sample_rate) if spec.n_mels else None
+        tilt = pre_emphasis_gain(spec.n_fft, spec.pre_emphasis) if spec.pre_emphasis else None
+        if mel is not None and tilt is not None:
+            mel, tilt = mel * tilt[None, :], None
         self.register_buffer("mel", mel, persistent=False)
+        self.register_buffer("tilt", None if tilt is None else tilt[:, None], persistent=False)
         smooth = lifter_matrix(spec.num_bins, spec.lifter) if spec.lifter else None
         self.register_buffer("smooth", smooth, persistent=False)
 
@@ -75,6 +87,8 @@ class LogSpectrogram(nn.Module):
         spectrum = nn.functional.conv1d(wave[:, None, :], self.kernel, stride=self.hop_length)
         real, imag = spectrum[:, : self.num_dft_bins], spectrum[:, self.num_dft_bins :]
         power = real * real + imag * imag
+        if self.tilt is not None:
+            power = power * self.tilt
         if self.mel is not None:
             power = torch.matmul(self.mel, power)
         db = 10.0 * torch.log10(power + 1e-10)

@@ -35,6 +35,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _emphasis(text: str) -> float:
+    value = _weight(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be 0 or more and below 1, not {text}")
+    return value
+
+
 def _channels(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(part) for part in text.split(","))
@@ -85,6 +92,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="dynamic range the audio front end keeps below each clip's peak; "
                         "quieter detail (a recording's noise floor) is cut to that level "
                         "(default: the preset's)")
+    parser.add_argument("--pre-emphasis", type=_emphasis, default=None, metavar="A",
+                        help="high-pass y[n] = x[n] - A x[n-1] in the audio front end, before "
+                        "the --top-db floor, so that quiet consonants are not cut with the "
+                        "noise (0: off; default: the preset's)")
     parser.add_argument("--view-weight", type=_weight, default=0.0, metavar="W",
                         help="weight of a loss asking two augmented views of each sound for the "
                         "same embedding (default: 0, off)")
@@ -129,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         channels=args.channels,
         lifter=-1 if args.lifter is None else args.lifter,
         top_db=-1.0 if args.top_db is None else args.top_db, view_weight=args.view_weight,
+        pre_emphasis=-1.0 if args.pre_emphasis is None else args.pre_emphasis,
         neighbours=args.neighbours, neighbour_temperature=args.neighbour_temperature,
         mil_alike=args.mil_alike,
         equaliser=args.equaliser,

@@ -24,6 +24,7 @@ class TrainConfig:
     channels: tuple[int, ...] = ()  # the towers' block widths; empty: the preset's
     lifter: int = -1  # cepstral coefficients kept by the audio front end; -1: the preset's
     top_db: float = -1.0  # dynamic range the front end keeps below each clip's peak; -1: preset's
+    pre_emphasis: float = -1.0  # the front end's high-pass coefficient; -1: the preset's
     view_weight: float = 0.0  # weight of the agreement of two augmented views of each sound
     neighbours: float = 0.0  # share of InfoNCE's target given to alike images; 0: off
     neighbour_temperature: float = 0.1  # softmax temperature of image similarity

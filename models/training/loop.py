@@ -76,6 +76,8 @@ def configured_preset(config: TrainConfig) -> Preset:
         audio = replace(audio, lifter=config.lifter)
     if config.top_db > 0:
         audio = replace(audio, top_db=config.top_db)
+    if config.pre_emphasis >= 0:
+        audio = replace(audio, pre_emphasis=config.pre_emphasis)
     return replace(preset, audio=audio)
 
 

@@ -77,12 +77,13 @@ def test_front_end_options_and_view_weight_train_and_reach_the_bundle(tiny_corpu
     run, model = tmp_path / "r", tmp_path / "model"
     assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet",
                  "--batch-size", "8", "--steps", "2", "--eval-every", "2", "--lifter", "12",
-                 "--top-db", "45", "--view-weight", "0.5"]) == 0
+                 "--top-db", "45", "--pre-emphasis", "0.9", "--view-weight", "0.5"]) == 0
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert 0.0 <= last["views"] <= 2.0  # 1 - cosine of two views of each sound
     assert main(["export", str(run), "--out", str(model)]) == 0
     info = read_model_info(model)
     assert info.preset["audio"]["lifter"] == 12 and info.preset["audio"]["top_db"] == 45
+    assert info.preset["audio"]["pre_emphasis"] == 0.9
     assert info.training["view_weight"] == 0.5
 
 
@@ -135,6 +136,8 @@ def test_neighbour_targets_need_infonce(tiny_corpus, tmp_path):
     (["--channels", "8,16"], "four positive block widths"),
     (["--top-db", "0"], "--top-db"),
     (["--top-db", "inf"], "--top-db"),
+    (["--pre-emphasis", "1"], "--pre-emphasis"),
+    (["--pre-emphasis", "-0.5"], "--pre-emphasis"),
 ])
 def test_train_rejects_a_bad_option(tiny_corpus, tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit):
