@@ -3,8 +3,8 @@
 Images: a random zoom (down to the size of a digit in a 2x2 scene), shift and rotation;
 brightness, contrast and saturation jitter; an optional horizontal flip. Audio: speed
 perturbation (pitch and tempo together, a cheap stand-in for other voices), a time shift, an
-optional random equaliser, gain jitter and light noise. SpecAugment masks are applied inside
-the audio tower.
+optional random equaliser, optional room reverberation, gain jitter and light noise.
+SpecAugment masks are applied inside the audio tower.
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ SPEED_RANGE = (0.75, 1.3)
 def augment_waves(
     waves: torch.Tensor, sample_rate: int, gen: torch.Generator,
     speed_range: tuple[float, float] = SPEED_RANGE, equaliser_db: float = 0.0,
+    reverb_share: float = 0.0,
 ) -> torch.Tensor:
-    """float (B, T) -> augmented, same shape. ``equaliser_db``: see :func:`random_equaliser`."""
+    """float (B, T) -> augmented, same shape. ``equaliser_db``: see :func:`random_equaliser`;
+    ``reverb_share``: see :func:`random_reverb`."""
     batch, length = waves.shape
     out = torch.empty_like(waves)
     speeds = _uniform(batch, *speed_range, gen)
@@ -62,6 +64,7 @@ def augment_waves(
         ).view(-1)
         out[i] = _centre(resampled, length).roll(int(shifts[i]))
     out = random_equaliser(out, sample_rate, equaliser_db, gen)
+    out = random_reverb(out, sample_rate, reverb_share, gen)
     gain = 10 ** (_uniform(batch, -6, 6, gen) / 20).view(-1, 1)
     noisy = (torch.rand(batch, 1, generator=gen) < 0.5).float()
     snr = 10 ** (_uniform(batch, 20, 40, gen) / 20).view(-1, 1)
@@ -87,6 +90,34 @@ def random_equaliser(
     gain_db = curve / 3.0 * max_db
     spectrum = torch.fft.rfft(waves, dim=1) * (10.0 ** (gain_db / 20.0))
     return torch.fft.irfft(spectrum, n=length, dim=1)
+
+
+REVERB_TIME_S = (0.1, 0.6)  # RT60: a dry booth to a bare office
+REVERB_RATIO_DB = (0.0, 12.0)  # direct sound over the reverberant tail
+
+
+def random_reverb(
+    waves: torch.Tensor, sample_rate: int, share: float, gen: torch.Generator
+) -> torch.Tensor:
+    """float (B, T) -> this share of the clips heard in a random room: each convolved with a
+    synthetic impulse response (the direct sound, then exponentially decaying noise with a
+    random RT60, at a random direct-to-reverberant ratio), the tail cut at the clip's end.
+    Another room smears a word over time in a way no equaliser does."""
+    batch, length = waves.shape
+    if share <= 0:
+        return waves
+    taps = round(REVERB_TIME_S[1] * sample_rate)
+    apply = torch.rand(batch, generator=gen) < share
+    rt60 = _uniform(batch, *REVERB_TIME_S, gen).view(-1, 1)
+    ratio_db = _uniform(batch, *REVERB_RATIO_DB, gen).view(-1, 1)
+    t = torch.arange(1, taps, dtype=torch.float32)[None, :] / sample_rate
+    tail = torch.randn(batch, taps - 1, generator=gen) * torch.exp(-6.91 * t / rt60)
+    tail = tail / tail.norm(dim=1, keepdim=True) * 10 ** (-ratio_db / 20)
+    response = torch.cat([torch.ones(batch, 1), tail], dim=1)
+    size = length + taps
+    heard = torch.fft.irfft(torch.fft.rfft(waves, n=size) * torch.fft.rfft(response, n=size),
+                            n=size)[:, :length]
+    return torch.where(apply[:, None], heard, waves)
 
 
 def _centre(wave: torch.Tensor, length: int) -> torch.Tensor:

@@ -109,6 +109,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="pass each training sound through a random smooth filter of at "
                         "most this many dB of boost or cut (another microphone or room; "
                         "default: 12; 0: off)")
+    parser.add_argument("--reverb", type=_share, default=0.0, metavar="SHARE",
+                        help="hear this share of the training sounds in a random room "
+                        "(synthetic reverberation, RT60 0.1-0.6 s; default: 0, off)")
     parser.add_argument("--mil-alike", type=_share, default=0.0, metavar="COS",
                         help="from a quarter of the way in, leave out of the localisation loss "
                         "each rolled negative whose sound's source (the location of its own "
@@ -143,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         pre_emphasis=-1.0 if args.pre_emphasis is None else args.pre_emphasis,
         neighbours=args.neighbours, neighbour_temperature=args.neighbour_temperature,
         mil_alike=args.mil_alike,
-        equaliser=args.equaliser,
+        equaliser=args.equaliser, reverb=args.reverb,
         seed=args.seed,
         device=args.device,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, threads=args.threads,

@@ -29,6 +29,7 @@ class TrainConfig:
     neighbours: float = 0.0  # share of InfoNCE's target given to alike images; 0: off
     neighbour_temperature: float = 0.1  # softmax temperature of image similarity
     equaliser: float = 12.0  # dB of a random equaliser on each training sound; 0: off
+    reverb: float = 0.0  # share of training sounds heard in a random room; 0: off
     mil_alike: float = 0.0  # cosine above which a rolled MIL negative is skipped as alike; 0: off
     seed: int = 0
     device: str = "auto"

@@ -147,7 +147,8 @@ class Trainer:
             waves = torch.cat([waves, extra])
         # Distractors go through the audio tower with the batch (one set of BatchNorm statistics).
         waves = augment_waves(waves, audio.sample_rate, self.gen,
-                              equaliser_db=self.config.equaliser).to(device)
+                              equaliser_db=self.config.equaliser,
+                              reverb_share=self.config.reverb).to(device)
         image_emb, grid, all_audio = self.model(images, waves)
         audio_emb, extra_emb = all_audio[: len(index)], all_audio[len(index) :]
         negatives = roll_negatives(len(index), self.gen).to(device)
@@ -189,7 +190,8 @@ class Trainer:
         in for other voices, and this asks the audio tower to ignore them directly."""
         audio = self.preset.audio
         second = self.model.audio(augment_waves(waves, audio.sample_rate, self.gen,
-                                                equaliser_db=self.config.equaliser)
+                                                equaliser_db=self.config.equaliser,
+                                                reverb_share=self.config.reverb)
                                   .to(self.device))
         return (1.0 - (audio_emb * second).sum(dim=1)).mean()
 

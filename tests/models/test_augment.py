@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from models.training.augment import augment_waves, random_equaliser
+from models.training.augment import augment_waves, random_equaliser, random_reverb
 
 RATE = 8_000
 
@@ -50,3 +50,34 @@ def test_augment_waves_with_the_equaliser_keeps_shape_and_is_finite():
     out = augment_waves(waves, RATE, torch.Generator().manual_seed(4), equaliser_db=12.0)
     assert out.shape == waves.shape and torch.isfinite(out).all()
     assert out.abs().amax(dim=1).min() > 0  # nothing filtered away
+
+
+def test_reverb_off_leaves_the_sound_alone():
+    waves = torch.randn(3, RATE, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(random_reverb(waves, RATE, 0.0, torch.Generator()), waves)
+
+
+def test_reverb_keeps_the_direct_sound_and_adds_a_decaying_tail_after_it():
+    """A click in a random room: the click itself, nothing before it, then a tail that dies
+    away (quieter in its second tenth of a second than in its first)."""
+    clicks = torch.zeros(64, RATE)
+    clicks[:, 2000] = 1.0
+    out = random_reverb(clicks, RATE, 1.0, torch.Generator().manual_seed(6))
+    assert out.shape == clicks.shape
+    assert torch.allclose(out[:, 2000], torch.ones(64))
+    assert float(out[:, :2000].abs().max()) < 1e-5  # causal: no echo before the sound
+    first = out[:, 2001:2801].pow(2).sum(dim=1)
+    second = out[:, 2801:3601].pow(2).sum(dim=1)
+    assert bool((first > 0).all()) and bool((second < first).all())
+    # direct-to-reverberant ratio between 0 and 12 dB: the whole tail is at most the click
+    tail = out[:, 2001:].pow(2).sum(dim=1)
+    assert float(tail.max()) <= 1.0 + 1e-4 and float(tail.min()) >= 10 ** -1.2 * 0.5
+
+
+def test_reverb_reaches_about_its_share_and_repeats_with_its_seed():
+    waves = torch.randn(400, 800, generator=torch.Generator().manual_seed(7))
+    first = random_reverb(waves, RATE, 0.5, torch.Generator().manual_seed(8))
+    again = random_reverb(waves, RATE, 0.5, torch.Generator().manual_seed(8))
+    assert torch.equal(first, again)
+    changed = (first - waves).abs().amax(dim=1) > 1e-6
+    assert 0.4 < float(changed.float().mean()) < 0.6
