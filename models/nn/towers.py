@@ -110,6 +110,30 @@ class FrequencyWarp(nn.Module):
         return warped + floor
 
 
+class MixStyle(nn.Module):
+    """Training-only: in a share ``p`` of the batches, each clip's per-channel feature mean and
+    spread are replaced by a random mix of its own and another clip's (MixStyle, Zhou et al.,
+    ICLR 2021). Early feature statistics carry the voice and the recording rather than the word,
+    so mixing them makes up voices the batch does not hold. A no-op in eval mode."""
+
+    def __init__(self, p: float = 0.0, alpha: float = 0.1) -> None:
+        super().__init__()
+        self.p, self.alpha = p, alpha
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p <= 0 or float(torch.rand(())) >= self.p:
+            return features
+        batch = features.shape[0]
+        mean = features.mean(dim=(2, 3), keepdim=True).detach()
+        std = (features.var(dim=(2, 3), keepdim=True) + 1e-6).sqrt().detach()
+        mix = torch.distributions.Beta(self.alpha, self.alpha).sample((batch, 1, 1, 1))
+        mix = mix.to(features.device)
+        other = torch.randperm(batch, device=features.device)
+        mixed_mean = mix * mean + (1 - mix) * mean[other]
+        mixed_std = mix * std + (1 - mix) * std[other]
+        return (features - mean) / std * mixed_std + mixed_mean
+
+
 class AudioTower(nn.Module):
     """Mono waveform (batch, samples) at the preset rate -> L2-normalised embedding (batch, D)."""
 
@@ -121,11 +145,19 @@ class AudioTower(nn.Module):
         self.spec_augment = SpecAugment(audio.num_bins // 8, audio.num_frames // 10)
         self.input_norm = nn.BatchNorm2d(1)
         self.trunk = vgg_trunk(1, preset.channels)
+        # MixStyle (off unless training sets its share) after each of the first two blocks.
+        pools = [i for i, layer in enumerate(self.trunk) if isinstance(layer, nn.MaxPool2d)]
+        self.mix_after = frozenset(pools[:2])
+        self.mixstyle = MixStyle()
         self.fc1 = nn.Linear(preset.channels[-1], preset.hidden_dim)
         self.fc2 = nn.Linear(preset.hidden_dim, preset.embed_dim)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         spec = self.spec_augment(self.freq_warp(self.frontend(wave)))
-        features = self.trunk(self.input_norm(spec))
+        features = self.input_norm(spec)
+        for index, layer in enumerate(self.trunk):
+            features = layer(features)
+            if index in self.mix_after:
+                features = self.mixstyle(features)
         pooled = torch.amax(features, dim=(2, 3))
         return F.normalize(self.fc2(F.relu(self.fc1(pooled))), dim=1)

@@ -112,6 +112,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reverb", type=_share, default=0.0, metavar="SHARE",
                         help="hear this share of the training sounds in a random room "
                         "(synthetic reverberation, RT60 0.1-0.6 s; default: 0, off)")
+    parser.add_argument("--mixstyle", type=_share, default=0.0, metavar="SHARE",
+                        help="in this share of the batches, mix each sound's early audio "
+                        "feature statistics with another's (MixStyle: made-up voices; "
+                        "default: 0, off)")
     parser.add_argument("--mil-alike", type=_share, default=0.0, metavar="COS",
                         help="from a quarter of the way in, leave out of the localisation loss "
                         "each rolled negative whose sound's source (the location of its own "
@@ -146,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         pre_emphasis=-1.0 if args.pre_emphasis is None else args.pre_emphasis,
         neighbours=args.neighbours, neighbour_temperature=args.neighbour_temperature,
         mil_alike=args.mil_alike,
-        equaliser=args.equaliser, reverb=args.reverb,
+        equaliser=args.equaliser, reverb=args.reverb, mixstyle=args.mixstyle,
         seed=args.seed,
         device=args.device,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, threads=args.threads,

@@ -30,6 +30,7 @@ class TrainConfig:
     neighbour_temperature: float = 0.1  # softmax temperature of image similarity
     equaliser: float = 12.0  # dB of a random equaliser on each training sound; 0: off
     reverb: float = 0.0  # share of training sounds heard in a random room; 0: off
+    mixstyle: float = 0.0  # share of batches whose early audio feature statistics are mixed
     mil_alike: float = 0.0  # cosine above which a rolled MIL negative is skipped as alike; 0: off
     seed: int = 0
     device: str = "auto"

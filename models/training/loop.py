@@ -96,6 +96,7 @@ class Trainer:
         self.device = pick_device(config.device)
         self.gen = seed_everything(config.seed)
         self.model = AVModel(self.preset).to(self.device)
+        self.model.audio.mixstyle.p = config.mixstyle
         # The averaged weights are the ones evaluated and exported; the raw ones are trained.
         self.ema = (
             AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema),

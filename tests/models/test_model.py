@@ -144,3 +144,36 @@ def test_mil_loss_leaves_out_skipped_negatives():
     assert torch.allclose(skipped, expected)
     # The false negative (frame 2 does show object 0) is what made the plain loss larger.
     assert skipped < mil_loss(model, grid, sounds, negatives)
+
+
+def test_mixstyle_mixes_each_clips_feature_statistics_with_another_only_in_training():
+    """Every channel's mean and spread end up between the clip's own and some other clip's;
+    the pattern within each channel (the word) is kept; eval mode and p = 0 change nothing."""
+    from models.nn.towers import MixStyle
+
+    torch.manual_seed(1)
+    features = torch.randn(6, 4, 5, 7) * torch.arange(1, 7).view(6, 1, 1, 1) + torch.arange(
+        6.0).view(6, 1, 1, 1)
+    mix = MixStyle(p=1.0).train()
+    out = mix(features)
+    mean, out_mean = features.mean(dim=(2, 3)), out.mean(dim=(2, 3))
+    assert float(out_mean.min()) >= float(mean.min()) - 1e-4
+    assert float(out_mean.max()) <= float(mean.max()) + 1e-4
+    assert not torch.allclose(out, features)
+    normalise = lambda x: (x - x.mean(dim=(2, 3), keepdim=True)) / x.std(dim=(2, 3), keepdim=True)  # noqa: E731
+    assert torch.allclose(normalise(out), normalise(features), atol=1e-3)
+    assert torch.equal(mix.eval()(features), features)
+    assert torch.equal(MixStyle(p=0.0).train()(features), features)
+
+
+def test_audio_tower_with_mixstyle_trains_and_embeds_the_same_in_eval():
+    torch.manual_seed(2)
+    model = AVModel(DIGITS)
+    waves = torch.randn(4, DIGITS.audio.num_samples) * 0.1
+    model.eval()
+    before = model.audio(waves)
+    model.audio.mixstyle.p = 1.0
+    assert torch.equal(model.audio(waves), before)  # eval: no mixing
+    model.train()
+    model.audio(waves).sum().backward()
+    assert model.audio.trunk[0].weight.grad is not None

@@ -107,13 +107,13 @@ def test_mil_alike_skips_negatives_after_a_quarter_and_is_recorded(tiny_corpus, 
     assert all(0.0 <= entry["mil_skipped"] <= 1.0 for entry in history[1:])
 
 
-def test_equaliser_and_reverb_train_and_are_recorded(tiny_corpus, tmp_path):
+def test_equaliser_reverb_and_mixstyle_train_and_are_recorded(tiny_corpus, tmp_path):
     run = tmp_path / "r"
     assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet",
                  "--batch-size", "8", "--steps", "2", "--equaliser", "12",
-                 "--reverb", "0.5"]) == 0
+                 "--reverb", "0.5", "--mixstyle", "1"]) == 0
     config = json.loads((run / "run.json").read_text())["config"]
-    assert config["equaliser"] == 12.0 and config["reverb"] == 0.5
+    assert config["equaliser"] == 12.0 and config["reverb"] == 0.5 and config["mixstyle"] == 1
 
 
 def test_neighbour_targets_need_infonce(tiny_corpus, tmp_path):
@@ -132,6 +132,7 @@ def test_neighbour_targets_need_infonce(tiny_corpus, tmp_path):
     (["--mil-alike", "1.5"], "--mil-alike"),
     (["--reverb", "1.5"], "--reverb"),
     (["--reverb", "some"], "--reverb"),
+    (["--mixstyle", "2"], "--mixstyle"),
     (["--mil-alike", "-0.1"], "--mil-alike"),
     (["--mil-alike", "x"], "--mil-alike"),
     (["--view-weight", "-1"], "--view-weight"),
