@@ -28,7 +28,7 @@ class AudioSpec:
     lifter: int = 0  # keep this many cepstral coefficients per frame (0: all): the spectral
     # envelope without the pitch harmonics, which say more about the voice than the word
     pre_emphasis: float = 0.0  # first-order high-pass y[n] = x[n] - a x[n-1] before the floor:
-    # lifts the quiet consonants toward the vowel's peak so that ``top_db`` does not cut them
+    # lifts the quiet consonants toward the vowel's peak (off: on digits it lifted the hiss too)
 
     @property
     def num_samples(self) -> int:
