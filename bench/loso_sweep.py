@@ -58,6 +58,10 @@ GRID: dict[str, list[str]] = {
     "preemph97-topdb40": ["--top-db", "40", "--pre-emphasis", "0.97"],
     "reverb5": ["--top-db", "30", "--reverb", "0.5"],
     "mixstyle5": ["--top-db", "30", "--mixstyle", "0.5"],
+    "pcen": ["--top-db", "30", "--pcen"],
+    "clusters10": ["--top-db", "30", "--clusters", "10"],
+    "clusters20": ["--top-db", "30", "--clusters", "20"],
+    "clusters10-reverb5": ["--top-db", "30", "--clusters", "10", "--reverb", "0.5"],
     "ema998-wider": ["--ema", "0.998", "--channels", "48,96,192,384"],
     "ema998-wide-lr1e-3": ["--ema", "0.998", "--channels", "32,64,128,256", "--lr", "1e-3"],
 }

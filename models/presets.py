@@ -29,6 +29,8 @@ class AudioSpec:
     # envelope without the pitch harmonics, which say more about the voice than the word
     pre_emphasis: float = 0.0  # first-order high-pass y[n] = x[n] - a x[n-1] before the floor:
     # lifts the quiet consonants toward the vowel's peak (off: on digits it lifted the hiss too)
+    pcen: bool = False  # per-channel energy normalisation instead of the log (cmn is then not
+    # applied): each band divided by its own recent past, flattening steady noise, lifting onsets
 
     @property
     def num_samples(self) -> int:

@@ -6,6 +6,12 @@ is a buffer. Each clip is referenced to its own peak and floored ``top_db`` belo
 makes the features independent of recording gain. Pre-emphasis, a first-order high-pass on the
 waveform, is applied as its power gain at each DFT bin, so it is folded into the mel matrix
 (or into one gain vector without mels) and costs nothing at run time.
+
+With ``pcen`` the log is replaced by per-channel energy normalisation (Wang et al., "Trainable
+frontend for robust and far-field keyword spotting", 2017): each band's energy, floored
+``top_db`` below the clip's peak, is divided by a power of its own exponentially smoothed past,
+then root-compressed. The smoother is a first-order recursion over frames, written as one
+fixed lower-triangular matrix so that the graph stays a plain ``MatMul``.
 """
 
 from __future__ import annotations
@@ -47,6 +53,23 @@ def pre_emphasis_gain(n_fft: int, coefficient: float) -> torch.Tensor:
     return (1.0 - 2.0 * coefficient * torch.cos(omega) + coefficient**2).float()
 
 
+PCEN_SMOOTHING = 0.025  # s: the smoother's weight on the new frame (a time constant of 0.4 s)
+PCEN_ALPHA = 0.98  # the power of the smoothed energy that each frame is divided by
+PCEN_DELTA = 2.0
+PCEN_ROOT = 0.5
+
+
+def smoother_matrix(frames: int, weight: float) -> torch.Tensor:
+    """(frames, frames) A such that ``x @ A`` runs m[t] = (1 - w) m[t-1] + w x[t] over the last
+    axis, started at m[0] = x[0]."""
+    t = torch.arange(frames, dtype=torch.float64)
+    lag = t[None, :] - t[:, None]  # column t, row j: t - j
+    decay = (1.0 - weight) ** lag.clamp(min=0)
+    matrix = torch.where(lag >= 0, weight * decay, torch.zeros(()))
+    matrix[0] = decay[0]  # the starting value carries x[0] with full weight
+    return matrix.float()
+
+
 def mel_matrix(n_mels: int, n_fft: int, sample_rate: int) -> torch.Tensor:
     """(n_mels, bins) triangular filters on the HTK mel scale, unit peak."""
 
@@ -65,7 +88,8 @@ def mel_matrix(n_mels: int, n_fft: int, sample_rate: int) -> torch.Tensor:
 
 
 class LogSpectrogram(nn.Module):
-    """(batch, samples) waveform -> (batch, 1, bins, frames) log power in dB below the peak."""
+    """(batch, samples) waveform -> (batch, 1, bins, frames) log power in dB below the peak
+    (or, with ``pcen``, per-channel energy normalised power; ``cmn`` is then not applied)."""
 
     def __init__(self, spec: AudioSpec) -> None:
         super().__init__()
@@ -82,6 +106,8 @@ class LogSpectrogram(nn.Module):
         self.register_buffer("tilt", None if tilt is None else tilt[:, None], persistent=False)
         smooth = lifter_matrix(spec.num_bins, spec.lifter) if spec.lifter else None
         self.register_buffer("smooth", smooth, persistent=False)
+        recursion = smoother_matrix(spec.num_frames, PCEN_SMOOTHING) if spec.pcen else None
+        self.register_buffer("recursion", recursion, persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         spectrum = nn.functional.conv1d(wave[:, None, :], self.kernel, stride=self.hop_length)
@@ -91,11 +117,23 @@ class LogSpectrogram(nn.Module):
             power = power * self.tilt
         if self.mel is not None:
             power = torch.matmul(self.mel, power)
-        db = 10.0 * torch.log10(power + 1e-10)
-        peak = torch.amax(db, dim=(1, 2), keepdim=True)
-        db = torch.clamp(db - peak, min=-self.top_db)
+        if self.recursion is not None:
+            features = self.pcen(power)
+        else:
+            db = 10.0 * torch.log10(power + 1e-10)
+            peak = torch.amax(db, dim=(1, 2), keepdim=True)
+            features = torch.clamp(db - peak, min=-self.top_db)
         if self.smooth is not None:
-            db = torch.matmul(self.smooth, db)
-        if self.cmn:
-            db = db - db.mean(dim=2, keepdim=True)
-        return db[:, None]
+            features = torch.matmul(self.smooth, features)
+        if self.cmn and self.recursion is None:  # PCEN has normalised each band itself
+            features = features - features.mean(dim=2, keepdim=True)
+        return features[:, None]
+
+    def pcen(self, power: torch.Tensor) -> torch.Tensor:
+        """(batch, bins, frames) power -> PCEN features: gain-free (each clip is referenced to its
+        peak), floored ``top_db`` below it like the log path, then divided by its smoothed past."""
+        peak = torch.amax(power, dim=(1, 2), keepdim=True)
+        energy = torch.clamp(power / (peak + 1e-20), min=10.0 ** (-self.top_db / 10.0))
+        smoothed = torch.matmul(energy, self.recursion)
+        gain = energy / smoothed**PCEN_ALPHA
+        return (gain + PCEN_DELTA) ** PCEN_ROOT - PCEN_DELTA**PCEN_ROOT

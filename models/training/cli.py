@@ -42,6 +42,13 @@ def _emphasis(text: str) -> float:
     return value
 
 
+def _steps(text: str) -> int:
+    value = whole_number(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def _channels(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(part) for part in text.split(","))
@@ -96,6 +103,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="high-pass y[n] = x[n] - A x[n-1] in the audio front end, before "
                         "the --top-db floor, so that quiet consonants are not cut with the "
                         "noise (0: off; default: the preset's)")
+    parser.add_argument("--pcen", action=argparse.BooleanOptionalAction, default=None,
+                        help="per-channel energy normalisation instead of the log in the audio "
+                        "front end: each band divided by its own smoothed past (steady noise "
+                        "flattened, onsets lifted; default: the preset's)")
     parser.add_argument("--view-weight", type=_weight, default=0.0, metavar="W",
                         help="weight of a loss asking two augmented views of each sound for the "
                         "same embedding (default: 0, off)")
@@ -122,6 +133,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "frame that matches it best) looks like some location of the frame it "
                         "is rolled onto, above this cosine: most such pairs are no negative "
                         "(default: 0, off)")
+    parser.add_argument("--clusters", type=whole_number, default=0, metavar="K",
+                        help="from a quarter of the way in, group the training images into K "
+                        "by the image tower (k-means, regrouped every --recluster-every steps) "
+                        "and teach each sound the centre of its image's group, so that one "
+                        "word said by other voices lands in one place (default: 0, off)")
+    parser.add_argument("--cluster-weight", type=_weight, default=1.0, metavar="W",
+                        help="weight of that loss (default: 1)")
+    parser.add_argument("--recluster-every", type=_steps, default=250, metavar="STEPS",
+                        help="steps between two groupings of the training images (default: 250)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--eval-every", type=int, default=0,
@@ -148,8 +168,10 @@ def run(args: argparse.Namespace) -> int:
         lifter=-1 if args.lifter is None else args.lifter,
         top_db=-1.0 if args.top_db is None else args.top_db, view_weight=args.view_weight,
         pre_emphasis=-1.0 if args.pre_emphasis is None else args.pre_emphasis,
+        pcen=args.pcen,
         neighbours=args.neighbours, neighbour_temperature=args.neighbour_temperature,
-        mil_alike=args.mil_alike,
+        mil_alike=args.mil_alike, clusters=args.clusters, cluster_weight=args.cluster_weight,
+        recluster_every=args.recluster_every,
         equaliser=args.equaliser, reverb=args.reverb, mixstyle=args.mixstyle,
         seed=args.seed,
         device=args.device,

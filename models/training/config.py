@@ -25,6 +25,7 @@ class TrainConfig:
     lifter: int = -1  # cepstral coefficients kept by the audio front end; -1: the preset's
     top_db: float = -1.0  # dynamic range the front end keeps below each clip's peak; -1: preset's
     pre_emphasis: float = -1.0  # the front end's high-pass coefficient; -1: the preset's
+    pcen: bool | None = None  # PCEN instead of the log in the front end; None: the preset's
     view_weight: float = 0.0  # weight of the agreement of two augmented views of each sound
     neighbours: float = 0.0  # share of InfoNCE's target given to alike images; 0: off
     neighbour_temperature: float = 0.1  # softmax temperature of image similarity
@@ -32,6 +33,9 @@ class TrainConfig:
     reverb: float = 0.0  # share of training sounds heard in a random room; 0: off
     mixstyle: float = 0.0  # share of batches whose early audio feature statistics are mixed
     mil_alike: float = 0.0  # cosine above which a rolled MIL negative is skipped as alike; 0: off
+    clusters: int = 0  # groups of training images whose centres the sounds are taught; 0: off
+    cluster_weight: float = 1.0  # weight of that loss beside the embedding loss
+    recluster_every: int = 250  # steps between two clusterings of the training images
     seed: int = 0
     device: str = "auto"
     eval_every: int = 0  # steps between held-out evaluations; 0: once per epoch

@@ -33,6 +33,7 @@ from models.nn.losses import (
 from models.nn.model import AVModel
 from models.presets import Preset, get_preset
 from models.training.augment import augment_images, augment_waves
+from models.training.clusters import Clusters, cluster_images, cluster_loss
 from models.training.config import TrainConfig
 from models.training.data import PairSet, load_pairs
 from models.training.distractors import distractor_waves
@@ -78,6 +79,8 @@ def configured_preset(config: TrainConfig) -> Preset:
         audio = replace(audio, top_db=config.top_db)
     if config.pre_emphasis >= 0:
         audio = replace(audio, pre_emphasis=config.pre_emphasis)
+    if config.pcen is not None:
+        audio = replace(audio, pcen=config.pcen)
     return replace(preset, audio=audio)
 
 
@@ -110,6 +113,7 @@ class Trainer:
         self.history: list[dict] = []
         self.order: torch.Tensor | None = None  # this epoch's shuffled item order
         self.cursor = 0  # position in it
+        self.clusters: Clusters | None = None  # the image groups the sounds are taught
 
     # -- data ---------------------------------------------------------------------------------
     def load_data(self) -> None:
@@ -122,6 +126,10 @@ class Trainer:
             {str(i.extra["speaker"]) for i in train if "speaker" in i.extra}
         )
         self.pairs: PairSet = load_pairs(self.config.corpus, train, self.spec, self.progress)
+        singles = int(self.pairs.single.sum())
+        if self.config.clusters > singles:
+            raise CorpusError(f"--clusters {self.config.clusters}: the train split has only "
+                              f"{singles} single-object images to group")
         held_out = split_items(items, self.config.eval_split)
         self.retrieval = load_retrieval_set(self.config.corpus, held_out, self.spec, self.progress)
         self.scenes = load_scene_set(self.config.corpus, held_out, self.spec, self.progress)
@@ -171,6 +179,11 @@ class Trainer:
             main = torch.zeros((), device=device)
         loss = main + self.config.loc_weight * loc
         parts = {"main": main.item(), "mil": loc.item()}
+        if self.clusters is not None and int(keep.sum()):
+            grouped = cluster_loss(audio_emb[keep], self.clusters.centres,
+                                   self.clusters.assignments[index][keep.cpu()])
+            loss = loss + self.config.cluster_weight * grouped
+            parts["clusters"] = grouped.item()
         if skip is not None:
             parts["mil_skipped"] = skip.float().mean().item()
         if self.config.view_weight > 0:
@@ -178,6 +191,23 @@ class Trainer:
             loss = loss + self.config.view_weight * views
             parts["views"] = views.item()
         return loss, {"loss": loss.item(), **parts}
+
+    def refresh_clusters(self) -> None:
+        """Group the training images anew every ``recluster_every`` steps from a quarter of the
+        way in (before that the image tower has not learnt what to group by)."""
+        config = self.config
+        start = config.steps // 4
+        if (not config.clusters or self.step < start
+                or (self.step - start) % config.recluster_every):
+            return
+        single = self.pairs.single
+        found = cluster_images(self.model, self.pairs.images[single], config.clusters, self.gen)
+        assignments = torch.full((len(self.pairs),), -1, dtype=torch.long)
+        assignments[single] = found.assignments
+        self.clusters = Clusters(assignments, found.centres)
+        sizes = torch.bincount(found.assignments, minlength=config.clusters)
+        log.info("step %d: %d image groups, %d-%d images each", self.step, config.clusters,
+                 int(sizes.min()), int(sizes.max()))
 
     def neighbour_weight(self) -> float:
         """``neighbours``, ramped up from 0 over the first quarter of the run: the image tower's
@@ -218,6 +248,7 @@ class Trainer:
             self.cursor += config.batch_size
             for group in self.optimizer.param_groups:
                 group["lr"] = lr_at(self.step, config)
+            self.refresh_clusters()
             self.model.train()
             loss, parts = self.batch_loss(index)
             self.optimizer.zero_grad(set_to_none=True)
@@ -293,6 +324,9 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "order": self.order,
             "cursor": self.cursor,
+            "clusters": (None if self.clusters is None
+                         else {"assignments": self.clusters.assignments,
+                               "centres": self.clusters.centres}),
             "history": self.history,
             "data": {"train_items": self.train_items, "train_speakers": self.train_speakers},
         }
@@ -311,6 +345,8 @@ class Trainer:
         self.gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.order, self.cursor = state["order"], state["cursor"]
+        if state.get("clusters") is not None:
+            self.clusters = Clusters(**state["clusters"])
         self.history = state.get("history", [])
         log.info("resumed from step %d of %s", self.step, self.out / CHECKPOINT)
 

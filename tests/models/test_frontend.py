@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from models.export import _export, parity
-from models.nn.frontend import LogSpectrogram, lifter_matrix, mel_matrix, pre_emphasis_gain
+from models.nn.frontend import (
+    LogSpectrogram,
+    lifter_matrix,
+    mel_matrix,
+    pre_emphasis_gain,
+    smoother_matrix,
+)
 from models.presets import DIGITS, PAPER, AudioSpec
 
 
@@ -123,3 +129,60 @@ def test_a_pre_emphasised_front_end_exports_with_parity(preset):
         path = Path(folder) / "frontend.onnx"
         _export(frontend, torch.from_numpy(waves), path, "audio", ["spectrogram"])
         assert parity(frontend, path, waves, "audio") < 1e-3  # decibels
+
+
+def test_the_smoother_matrix_runs_the_first_order_recursion():
+    x = torch.randn(3, 20, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    running = [x[:, 0]]
+    for t in range(1, 20):
+        running.append(0.9 * running[-1] + 0.1 * x[:, t])
+    expected = torch.stack(running, dim=1)
+    assert torch.allclose(x.float() @ smoother_matrix(20, 0.1), expected.float(), atol=1e-5)
+
+
+def _tone_in_noise(noise_level: float) -> torch.Tensor:
+    """A 1 kHz tone from 0.5 s to 0.8 s over steady white noise, 1 s at 8 kHz."""
+    gen = np.random.default_rng(0)
+    t = np.arange(8000) / 8000
+    tone = np.sin(2 * np.pi * 1000 * t) * ((t >= 0.5) & (t < 0.8))
+    wave = tone + noise_level * gen.standard_normal(8000)
+    return torch.tensor(wave, dtype=torch.float32)[None]
+
+
+def test_pcen_flattens_steady_noise_and_lifts_an_onset():
+    """Over steady noise, PCEN gives the same level whether the noise is 6 dB louder or not
+    (the log front end moves by 6 dB), and the tone's onset stands out of it. (Both keep 80 dB
+    below the peak here, so that the noise is above the floor.)"""
+    frontend = LogSpectrogram(replace(DIGITS.audio, pcen=True, top_db=80.0))
+    log_front = LogSpectrogram(replace(DIGITS.audio, cmn=False, top_db=80.0))
+    loud, quiet = _tone_in_noise(0.1), _tone_in_noise(0.05)
+    noise_frames = slice(5, 40)  # before the tone
+    band = int(torch.argmax(mel_matrix(64, 256, 8000)[:, 32]))  # FFT bin 32 is 1 kHz
+    pcen_loud, pcen_quiet = frontend(loud)[0, 0], frontend(quiet)[0, 0]
+    log_loud, log_quiet = log_front(loud)[0, 0], log_front(quiet)[0, 0]
+    assert float(log_loud[:, noise_frames].mean() - log_quiet[:, noise_frames].mean()) > 5.0
+    steady_loud = float(pcen_loud[:, noise_frames].mean())
+    steady_quiet = float(pcen_quiet[:, noise_frames].mean())
+    assert steady_loud == pytest.approx(steady_quiet, abs=0.05)
+    onset = int(0.5 * 8000 / 80)  # the tone's first frame
+    assert float(pcen_loud[band, onset : onset + 3].max()) > 5 * steady_loud
+    # Later in the tone the band has adapted: its level falls back toward the noise's.
+    assert float(pcen_loud[band, onset + 25]) < float(pcen_loud[band, onset : onset + 3].max())
+
+
+def test_pcen_ignores_gain():
+    wave = _tone_in_noise(0.05)
+    frontend = LogSpectrogram(replace(DIGITS.audio, pcen=True))
+    assert torch.allclose(frontend(wave), frontend(wave * 30.0), atol=1e-4)
+
+
+@pytest.mark.parametrize("preset", [DIGITS, PAPER], ids=["mel", "linear"])
+def test_a_pcen_front_end_exports_with_parity(preset):
+    frontend = LogSpectrogram(replace(preset.audio, pcen=True)).eval()
+    samples = preset.audio.num_samples
+    waves = (np.random.default_rng(0).standard_normal((2, samples)) * 0.1).astype(np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "frontend.onnx"
+        _export(frontend, torch.from_numpy(waves), path, "audio", ["spectrogram"])
+        assert parity(frontend, path, waves, "audio") < 1e-4
+

@@ -77,13 +77,13 @@ def test_front_end_options_and_view_weight_train_and_reach_the_bundle(tiny_corpu
     run, model = tmp_path / "r", tmp_path / "model"
     assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet",
                  "--batch-size", "8", "--steps", "2", "--eval-every", "2", "--lifter", "12",
-                 "--top-db", "45", "--pre-emphasis", "0.9", "--view-weight", "0.5"]) == 0
+                 "--top-db", "45", "--pre-emphasis", "0.9", "--pcen", "--view-weight", "0.5"]) == 0
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert 0.0 <= last["views"] <= 2.0  # 1 - cosine of two views of each sound
     assert main(["export", str(run), "--out", str(model)]) == 0
     info = read_model_info(model)
     assert info.preset["audio"]["lifter"] == 12 and info.preset["audio"]["top_db"] == 45
-    assert info.preset["audio"]["pre_emphasis"] == 0.9
+    assert info.preset["audio"]["pre_emphasis"] == 0.9 and info.preset["audio"]["pcen"] is True
     assert info.training["view_weight"] == 0.5
 
 
@@ -116,6 +116,34 @@ def test_equaliser_reverb_and_mixstyle_train_and_are_recorded(tiny_corpus, tmp_p
     assert config["equaliser"] == 12.0 and config["reverb"] == 0.5 and config["mixstyle"] == 1
 
 
+def test_clusters_start_after_a_quarter_resume_exactly_and_are_recorded(tiny_corpus, tmp_path):
+    import torch
+
+    common = ["train", "--corpus", str(tiny_corpus), "--batch-size", "8", "--quiet", "--seed", "2",
+              "--checkpoint-every", "1", "--eval-every", "1", "--clusters", "3",
+              "--recluster-every", "2", "--cluster-weight", "0.5"]
+    # Grouped at steps 1, 3 and 5 in both runs (a quarter of 4 and of 6 steps is 1); the
+    # resumed run's step 4 uses the groups it saved at step 3.
+    assert main([*common, "--out", str(tmp_path / "a"), "--steps", "6"]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--steps", "4"]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--steps", "6", "--resume"]) == 0
+    run = json.loads((tmp_path / "a" / "run.json").read_text())["config"]
+    assert (run["clusters"], run["cluster_weight"], run["recluster_every"]) == (3, 0.5, 2)
+    first = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    second = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert "clusters" not in first[0]  # the first quarter learns from the pairs alone
+    assert all(entry["clusters"] > 0 for entry in first[1:])
+    assert np.isclose(first[-1]["loss"], second[-1]["loss"], rtol=1e-4)
+    saved = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["clusters"]
+    assert saved["centres"].shape[0] == 3 and int(saved["assignments"].max()) == 2
+
+
+def test_more_clusters_than_images_is_refused(tiny_corpus, tmp_path, capsys):
+    assert main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"), "--quiet",
+                 "--steps", "2", "--clusters", "100000"]) == 2
+    assert "--clusters 100000: the train split has only" in capsys.readouterr().err
+
+
 def test_neighbour_targets_need_infonce(tiny_corpus, tmp_path):
     with pytest.raises(SystemExit, match="--neighbours needs --loss infonce"):
         main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"),
@@ -143,6 +171,9 @@ def test_neighbour_targets_need_infonce(tiny_corpus, tmp_path):
     (["--top-db", "inf"], "--top-db"),
     (["--pre-emphasis", "1"], "--pre-emphasis"),
     (["--pre-emphasis", "-0.5"], "--pre-emphasis"),
+    (["--clusters", "-1"], "--clusters"),
+    (["--cluster-weight", "-1"], "--cluster-weight"),
+    (["--recluster-every", "0"], "--recluster-every"),
 ])
 def test_train_rejects_a_bad_option(tiny_corpus, tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit):
