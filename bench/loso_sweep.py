@@ -59,6 +59,7 @@ GRID: dict[str, list[str]] = {
     "reverb5": ["--top-db", "30", "--reverb", "0.5"],
     "mixstyle5": ["--top-db", "30", "--mixstyle", "0.5"],
     "pcen": ["--top-db", "30", "--pcen"],
+    "pitchwarp3": ["--top-db", "30", "--pitch-warp", "0.3"],
     "clusters10": ["--top-db", "30", "--clusters", "10"],
     "clusters20": ["--top-db", "30", "--clusters", "20"],
     "clusters10-reverb5": ["--top-db", "30", "--clusters", "10", "--reverb", "0.5"],

@@ -24,6 +24,8 @@ class AudioSpec:
     n_mels: int | None  # None: keep every linear-frequency bin (the paper)
     top_db: float = 80.0  # dynamic range kept below each clip's peak (gain invariance)
     max_warp: float = 0.0  # training only: random frequency-axis stretch (voices of other sizes)
+    pitch_warp: float = 0.0  # training only: random stretch of the pitch harmonics alone, the
+    # formants kept (another pitch over the same vocal tract)
     cmn: bool = False  # subtract each band's mean over time (channel and voice colour)
     lifter: int = 0  # keep this many cepstral coefficients per frame (0: all): the spectral
     # envelope without the pitch harmonics, which say more about the voice than the word

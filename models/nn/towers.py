@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.nn.frontend import LogSpectrogram
+from models.nn.frontend import LogSpectrogram, lifter_matrix
 from models.presets import Preset
 
 IMAGE_MEAN = 0.5
@@ -87,6 +87,22 @@ class SpecAugment(nn.Module):
         return torch.where(keep, spec, floor)
 
 
+def stretch_frequency(spec: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """(B, 1, bins, frames) -> the frequency axis (rows) stretched about the lowest bin by
+    ``factor`` (B,); rows stretched in from beyond the top are zero."""
+    batch = spec.shape[0]
+    theta = torch.zeros(batch, 2, 3, device=spec.device)
+    theta[:, 0, 0] = 1.0  # time axis unchanged
+    theta[:, 1, 1] = 1.0 / factor
+    theta[:, 1, 2] = 1.0 / factor - 1.0
+    grid = F.affine_grid(theta, list(spec.shape), align_corners=True)
+    return F.grid_sample(spec, grid, padding_mode="zeros", align_corners=True)
+
+
+def _random_factors(batch: int, max_warp: float, device: torch.device) -> torch.Tensor:
+    return 1.0 + (torch.rand(batch, device=device) * 2 - 1) * max_warp
+
+
 class FrequencyWarp(nn.Module):
     """Training-only vocal-tract-length perturbation: stretch the frequency axis by a random
     factor in [1 - max_warp, 1 + max_warp] per clip (a no-op in eval mode)."""
@@ -98,16 +114,30 @@ class FrequencyWarp(nn.Module):
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         if not self.training or self.max_warp <= 0:
             return spec
-        batch = spec.shape[0]
-        factor = 1.0 + (torch.rand(batch, device=spec.device) * 2 - 1) * self.max_warp
-        theta = torch.zeros(batch, 2, 3, device=spec.device)
-        theta[:, 0, 0] = 1.0  # time axis unchanged
-        theta[:, 1, 1] = 1.0 / factor  # frequency axis (rows) stretched about the lowest bin
-        theta[:, 1, 2] = 1.0 / factor - 1.0
-        grid = F.affine_grid(theta, list(spec.shape), align_corners=True)
+        factor = _random_factors(spec.shape[0], self.max_warp, spec.device)
         floor = spec.amin(dim=(2, 3), keepdim=True)
-        warped = F.grid_sample(spec - floor, grid, padding_mode="zeros", align_corners=True)
-        return warped + floor
+        return stretch_frequency(spec - floor, factor) + floor
+
+
+class PitchWarp(nn.Module):
+    """Training-only: another pitch over the same vocal tract. Each frame's spectrum is split
+    into its envelope (the first ``keep`` cepstral coefficients: the formants) and the ripple
+    left over (the pitch harmonics); only the ripple is stretched along frequency, by a random
+    factor in [1 - max_warp, 1 + max_warp] per clip. Speed perturbation and
+    :class:`FrequencyWarp` move pitch and formants together; voices differ in each on its own.
+    A no-op in eval mode."""
+
+    def __init__(self, bins: int, max_warp: float, keep: int = 20) -> None:
+        super().__init__()
+        self.max_warp = max_warp
+        self.register_buffer("envelope", lifter_matrix(bins, min(keep, bins)), persistent=False)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.max_warp <= 0:
+            return spec
+        envelope = torch.matmul(self.envelope, spec)
+        factor = _random_factors(spec.shape[0], self.max_warp, spec.device)
+        return envelope + stretch_frequency(spec - envelope, factor)
 
 
 class MixStyle(nn.Module):
@@ -141,6 +171,7 @@ class AudioTower(nn.Module):
         super().__init__()
         audio = preset.audio
         self.frontend = LogSpectrogram(audio)
+        self.pitch_warp = PitchWarp(audio.num_bins, audio.pitch_warp)
         self.freq_warp = FrequencyWarp(audio.max_warp)
         self.spec_augment = SpecAugment(audio.num_bins // 8, audio.num_frames // 10)
         self.input_norm = nn.BatchNorm2d(1)
@@ -153,7 +184,7 @@ class AudioTower(nn.Module):
         self.fc2 = nn.Linear(preset.hidden_dim, preset.embed_dim)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = self.spec_augment(self.freq_warp(self.frontend(wave)))
+        spec = self.spec_augment(self.freq_warp(self.pitch_warp(self.frontend(wave))))
         features = self.input_norm(spec)
         for index, layer in enumerate(self.trunk):
             features = layer(features)

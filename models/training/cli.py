@@ -107,6 +107,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="per-channel energy normalisation instead of the log in the audio "
                         "front end: each band divided by its own smoothed past (steady noise "
                         "flattened, onsets lifted; default: the preset's)")
+    parser.add_argument("--pitch-warp", type=_share, default=None, metavar="R",
+                        help="in training, stretch each sound's pitch harmonics alone (the "
+                        "formants kept) by a random factor within 1 +- R: voices differ in "
+                        "pitch and vocal tract apart (0: off; default: the preset's)")
     parser.add_argument("--view-weight", type=_weight, default=0.0, metavar="W",
                         help="weight of a loss asking two augmented views of each sound for the "
                         "same embedding (default: 0, off)")
@@ -168,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         lifter=-1 if args.lifter is None else args.lifter,
         top_db=-1.0 if args.top_db is None else args.top_db, view_weight=args.view_weight,
         pre_emphasis=-1.0 if args.pre_emphasis is None else args.pre_emphasis,
-        pcen=args.pcen,
+        pcen=args.pcen, pitch_warp=-1.0 if args.pitch_warp is None else args.pitch_warp,
         neighbours=args.neighbours, neighbour_temperature=args.neighbour_temperature,
         mil_alike=args.mil_alike, clusters=args.clusters, cluster_weight=args.cluster_weight,
         recluster_every=args.recluster_every,

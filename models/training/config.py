@@ -26,6 +26,7 @@ class TrainConfig:
     top_db: float = -1.0  # dynamic range the front end keeps below each clip's peak; -1: preset's
     pre_emphasis: float = -1.0  # the front end's high-pass coefficient; -1: the preset's
     pcen: bool | None = None  # PCEN instead of the log in the front end; None: the preset's
+    pitch_warp: float = -1.0  # largest stretch of the pitch harmonics alone; -1: the preset's
     view_weight: float = 0.0  # weight of the agreement of two augmented views of each sound
     neighbours: float = 0.0  # share of InfoNCE's target given to alike images; 0: off
     neighbour_temperature: float = 0.1  # softmax temperature of image similarity

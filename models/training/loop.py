@@ -81,6 +81,8 @@ def configured_preset(config: TrainConfig) -> Preset:
         audio = replace(audio, pre_emphasis=config.pre_emphasis)
     if config.pcen is not None:
         audio = replace(audio, pcen=config.pcen)
+    if config.pitch_warp >= 0:
+        audio = replace(audio, pitch_warp=config.pitch_warp)
     return replace(preset, audio=audio)
 
 

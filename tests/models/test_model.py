@@ -177,3 +177,39 @@ def test_audio_tower_with_mixstyle_trains_and_embeds_the_same_in_eval():
     model.train()
     model.audio(waves).sum().backward()
     assert model.audio.trunk[0].weight.grad is not None
+
+
+def _dominant_period(rows: torch.Tensor) -> float:
+    """The period, in bins, of the strongest ripple of a (bins,) profile."""
+    spectrum = torch.fft.rfft(rows - rows.mean()).abs()
+    spectrum[0] = 0
+    return len(rows) / int(torch.argmax(spectrum))
+
+
+def test_pitch_warp_moves_the_harmonics_and_keeps_the_envelope():
+    """A frame of harmonics (a ripple of period 4 bins, finer than the 20 cepstral coefficients
+    of the envelope keep) over a formant bump: the warp changes
+    the ripple's period by its factor and leaves the envelope where it was; FrequencyWarp, by
+    contrast, moves the envelope too. Eval mode and R = 0 change nothing."""
+    from models.nn.towers import FrequencyWarp, PitchWarp
+
+    bins = torch.arange(64.0)
+    envelope = 20 * torch.exp(-((bins - 20) / 8) ** 2)
+    frame = envelope + 3 * torch.cos(2 * torch.pi * bins / 4)
+    spec = frame.view(1, 1, 64, 1).repeat(3, 1, 1, 5)
+    warp = PitchWarp(64, 0.3).train()
+    torch.manual_seed(5)
+    factors = 1.0 + (torch.rand(3) * 2 - 1) * 0.3
+    torch.manual_seed(5)
+    out = warp(spec)
+    smooth = warp.envelope
+    for clip in range(3):
+        column = out[clip, 0, :, 2]
+        kept = smooth @ column
+        assert torch.allclose(kept[:40], (smooth @ frame)[:40], atol=0.6)
+        period = _dominant_period((column - kept)[:40])
+        assert period == pytest.approx(4 * float(factors[clip]), rel=0.12)
+    moved = FrequencyWarp(0.3).train()(spec)
+    assert not torch.allclose(smooth @ moved[0, 0, :, 2], smooth @ frame, atol=0.6)
+    assert torch.equal(warp.eval()(spec), spec)
+    assert torch.equal(PitchWarp(64, 0.0).train()(spec), spec)

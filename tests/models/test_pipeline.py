@@ -107,13 +107,15 @@ def test_mil_alike_skips_negatives_after_a_quarter_and_is_recorded(tiny_corpus, 
     assert all(0.0 <= entry["mil_skipped"] <= 1.0 for entry in history[1:])
 
 
-def test_equaliser_reverb_and_mixstyle_train_and_are_recorded(tiny_corpus, tmp_path):
+def test_equaliser_reverb_mixstyle_and_pitch_warp_train_and_are_recorded(tiny_corpus, tmp_path):
     run = tmp_path / "r"
     assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet",
                  "--batch-size", "8", "--steps", "2", "--equaliser", "12",
-                 "--reverb", "0.5", "--mixstyle", "1"]) == 0
-    config = json.loads((run / "run.json").read_text())["config"]
+                 "--reverb", "0.5", "--mixstyle", "1", "--pitch-warp", "0.2"]) == 0
+    summary = json.loads((run / "run.json").read_text())
+    config = summary["config"]
     assert config["equaliser"] == 12.0 and config["reverb"] == 0.5 and config["mixstyle"] == 1
+    assert config["pitch_warp"] == 0.2 and summary["preset"]["audio"]["pitch_warp"] == 0.2
 
 
 def test_clusters_start_after_a_quarter_resume_exactly_and_are_recorded(tiny_corpus, tmp_path):
@@ -172,6 +174,7 @@ def test_neighbour_targets_need_infonce(tiny_corpus, tmp_path):
     (["--pre-emphasis", "1"], "--pre-emphasis"),
     (["--pre-emphasis", "-0.5"], "--pre-emphasis"),
     (["--clusters", "-1"], "--clusters"),
+    (["--pitch-warp", "1.5"], "--pitch-warp"),
     (["--cluster-weight", "-1"], "--cluster-weight"),
     (["--recluster-every", "0"], "--recluster-every"),
 ])
