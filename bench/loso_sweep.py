@@ -26,7 +26,9 @@ from pathlib import Path
 SPEAKERS = ("george", "jackson", "nicolas", "yweweler")
 DIRECTIONS = ("im-im", "im-aud", "aud-im", "aud-aud")
 
-# name -> extra `avsearch train` arguments, in launch order.
+# name -> extra `avsearch train` arguments, in launch order, on top of `avsearch train`'s
+# defaults of the day (an entry of an earlier sweep ran without the defaults added since;
+# `topdb30` names `--reverb 0` so that it stays the recipe before reverberation was default).
 GRID: dict[str, list[str]] = {
     "base": [],
     "ema998": ["--ema", "0.998"],
@@ -51,7 +53,7 @@ GRID: dict[str, list[str]] = {
     "eq12-4k": ["--equaliser", "12", "--steps", "4000"],
     "topdb50": ["--top-db", "50"],
     "topdb40": ["--top-db", "40"],
-    "topdb30": ["--top-db", "30"],
+    "topdb30": ["--top-db", "30", "--reverb", "0"],
     "topdb25": ["--top-db", "25"],
     "topdb20": ["--top-db", "20"],
     "preemph97": ["--top-db", "30", "--pre-emphasis", "0.97"],

@@ -124,9 +124,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="pass each training sound through a random smooth filter of at "
                         "most this many dB of boost or cut (another microphone or room; "
                         "default: 12; 0: off)")
-    parser.add_argument("--reverb", type=_share, default=0.0, metavar="SHARE",
+    parser.add_argument("--reverb", type=_share, default=0.5, metavar="SHARE",
                         help="hear this share of the training sounds in a random room "
-                        "(synthetic reverberation, RT60 0.1-0.6 s; default: 0, off)")
+                        "(synthetic reverberation, RT60 0.1-0.6 s; default: 0.5; 0: off)")
     parser.add_argument("--mixstyle", type=_share, default=0.0, metavar="SHARE",
                         help="in this share of the batches, mix each sound's early audio "
                         "feature statistics with another's (MixStyle: made-up voices; "

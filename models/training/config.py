@@ -31,7 +31,7 @@ class TrainConfig:
     neighbours: float = 0.0  # share of InfoNCE's target given to alike images; 0: off
     neighbour_temperature: float = 0.1  # softmax temperature of image similarity
     equaliser: float = 12.0  # dB of a random equaliser on each training sound; 0: off
-    reverb: float = 0.0  # share of training sounds heard in a random room; 0: off
+    reverb: float = 0.5  # share of training sounds heard in a random room; 0: off
     mixstyle: float = 0.0  # share of batches whose early audio feature statistics are mixed
     mil_alike: float = 0.0  # cosine above which a rolled MIL negative is skipped as alike; 0: off
     clusters: int = 0  # groups of training images whose centres the sounds are taught; 0: off
