@@ -59,6 +59,7 @@ GRID: dict[str, list[str]] = {
     "preemph97": ["--top-db", "30", "--pre-emphasis", "0.97"],
     "preemph97-topdb40": ["--top-db", "40", "--pre-emphasis", "0.97"],
     "reverb5": ["--top-db", "30", "--reverb", "0.5"],
+    "reverb10": ["--top-db", "30", "--reverb", "1.0"],
     "mixstyle5": ["--top-db", "30", "--mixstyle", "0.5"],
     "pcen": ["--top-db", "30", "--pcen"],
     "pitchwarp3": ["--top-db", "30", "--pitch-warp", "0.3"],
