@@ -66,6 +66,9 @@ GRID: dict[str, list[str]] = {
     "clusters10": ["--top-db", "30", "--clusters", "10"],
     "clusters20": ["--top-db", "30", "--clusters", "20"],
     "clusters10-reverb5": ["--top-db", "30", "--clusters", "10", "--reverb", "0.5"],
+    "temp5": ["--top-db", "30", "--reverb", "0.5", "--temperature", "0.05"],
+    "temp10": ["--top-db", "30", "--reverb", "0.5", "--temperature", "0.1"],
+    "temp20": ["--top-db", "30", "--reverb", "0.5", "--temperature", "0.2"],
     "ema998-wider": ["--ema", "0.998", "--channels", "48,96,192,384"],
     "ema998-wide-lr1e-3": ["--ema", "0.998", "--channels", "32,64,128,256", "--lr", "1e-3"],
 }

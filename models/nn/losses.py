@@ -60,7 +60,7 @@ def infonce_loss(model: AVModel, image_emb, audio_emb,
     ``extra_audio`` are sounds of no image: more columns for every image, never a target.
     ``targets``: a batch x batch matrix of target probabilities (rows sum to 1), for instance
     from :func:`neighbour_targets`; default: each pair's own partner."""
-    scale = model.logit_scale.clamp(max=4.6052).exp()
+    scale = model.inverse_temperature()
     logits = scale * image_emb @ audio_emb.T
     if targets is None:
         targets = torch.arange(len(logits), device=logits.device)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from models.nn.heads import AVEHead, AVOLHead
 from models.nn.towers import AudioTower, ImageTower
 from models.presets import Preset
+
+MAX_LOGIT_SCALE = 4.6052  # log(100): InfoNCE's temperature never below 0.01 (CLIP)
 
 
 class AVModel(nn.Module):
@@ -20,6 +24,15 @@ class AVModel(nn.Module):
         self.avol = AVOLHead()
         # InfoNCE temperature, learned as in CLIP (log of the inverse temperature).
         self.logit_scale = nn.Parameter(torch.tensor(2.659))  # log(1 / 0.07)
+
+    def inverse_temperature(self) -> torch.Tensor:
+        return self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+
+    def hold_temperature(self, temperature: float) -> None:
+        """Fix InfoNCE's temperature instead of learning it."""
+        with torch.no_grad():
+            self.logit_scale.fill_(math.log(1.0 / temperature))
+        self.logit_scale.requires_grad_(False)
 
     def forward(
         self, image: torch.Tensor, wave: torch.Tensor

@@ -8,7 +8,7 @@ import math
 import shlex
 
 from models.arguments import whole_number
-from models.training.config import TrainConfig
+from models.training.config import MIN_TEMPERATURE, TrainConfig
 
 
 def _weight(text: str) -> float:
@@ -32,6 +32,13 @@ def _positive(text: str) -> float:
     value = _weight(text)
     if value == 0:
         raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def _temperature(text: str) -> float:
+    value = _weight(text)
+    if 0 < value < MIN_TEMPERATURE:
+        raise argparse.ArgumentTypeError(f"must be 0 (learned) or at least {MIN_TEMPERATURE}")
     return value
 
 
@@ -120,6 +127,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "that one word said by two voices is not pushed apart (default: 0, off)")
     parser.add_argument("--neighbour-temperature", type=_positive, default=0.1, metavar="T",
                         help="softmax temperature of those image similarities (default: 0.1)")
+    parser.add_argument("--temperature", type=_temperature, default=0.0, metavar="T",
+                        help="InfoNCE only: hold the softmax temperature at T instead of "
+                        "learning it (a higher T pushes less on the other sounds of the batch, "
+                        "some of which are the same word; default: 0, learned)")
     parser.add_argument("--equaliser", type=_weight, default=12.0, metavar="DB",
                         help="pass each training sound through a random smooth filter of at "
                         "most this many dB of boost or cut (another microphone or room; "
@@ -163,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.neighbours and args.loss != "infonce":
         raise SystemExit("avsearch train: --neighbours needs --loss infonce")
+    if args.temperature and args.loss != "infonce":
+        raise SystemExit("avsearch train: --temperature needs --loss infonce")
 
     config = TrainConfig(
         corpus=args.corpus, out=args.out, preset=args.preset, loss=args.loss, steps=args.steps,
@@ -177,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         mil_alike=args.mil_alike, clusters=args.clusters, cluster_weight=args.cluster_weight,
         recluster_every=args.recluster_every,
         equaliser=args.equaliser, reverb=args.reverb, mixstyle=args.mixstyle,
+        temperature=args.temperature,
         seed=args.seed,
         device=args.device,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, threads=args.threads,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 LOSSES = ("avc", "infonce")
+MIN_TEMPERATURE = 0.01  # AVModel caps its inverse temperature at 100, as CLIP does
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class TrainConfig:
     view_weight: float = 0.0  # weight of the agreement of two augmented views of each sound
     neighbours: float = 0.0  # share of InfoNCE's target given to alike images; 0: off
     neighbour_temperature: float = 0.1  # softmax temperature of image similarity
+    temperature: float = 0.0  # InfoNCE's temperature held fixed; 0: learned (CLIP)
     equaliser: float = 12.0  # dB of a random equaliser on each training sound; 0: off
     reverb: float = 0.5  # share of training sounds heard in a random room; 0: off
     mixstyle: float = 0.0  # share of batches whose early audio feature statistics are mixed

@@ -102,6 +102,8 @@ class Trainer:
         self.gen = seed_everything(config.seed)
         self.model = AVModel(self.preset).to(self.device)
         self.model.audio.mixstyle.p = config.mixstyle
+        if config.temperature > 0:
+            self.model.hold_temperature(config.temperature)
         # The averaged weights are the ones evaluated and exported; the raw ones are trained.
         self.ema = (
             AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema),
@@ -180,7 +182,8 @@ class Trainer:
         else:
             main = torch.zeros((), device=device)
         loss = main + self.config.loc_weight * loc
-        parts = {"main": main.item(), "mil": loc.item()}
+        parts = {"main": main.item(), "mil": loc.item(),
+                 "temperature": 1.0 / self.model.inverse_temperature().item()}
         if self.clusters is not None and int(keep.sum()):
             grouped = cluster_loss(audio_emb[keep], self.clusters.centres,
                                    self.clusters.assignments[index][keep.cpu()])

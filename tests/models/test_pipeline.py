@@ -146,10 +146,25 @@ def test_more_clusters_than_images_is_refused(tiny_corpus, tmp_path, capsys):
     assert "--clusters 100000: the train split has only" in capsys.readouterr().err
 
 
-def test_neighbour_targets_need_infonce(tiny_corpus, tmp_path):
-    with pytest.raises(SystemExit, match="--neighbours needs --loss infonce"):
+def test_temperature_is_held_or_learned_and_recorded(tiny_corpus, tmp_path):
+    common = ["train", "--corpus", str(tiny_corpus), "--quiet", "--batch-size", "8",
+              "--steps", "3", "--eval-every", "1", "--lr", "0.05"]
+    assert main([*common, "--out", str(tmp_path / "held"), "--temperature", "0.2"]) == 0
+    assert main([*common, "--out", str(tmp_path / "learned")]) == 0
+    assert json.loads((tmp_path / "held" / "run.json").read_text())["config"]["temperature"] == 0.2
+    held, learned = (
+        [json.loads(line)["temperature"]
+         for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        for run in ("held", "learned"))
+    assert held == pytest.approx([0.2, 0.2, 0.2])
+    assert learned[0] != pytest.approx(learned[-1], rel=1e-3)
+
+
+@pytest.mark.parametrize("option", [["--neighbours", "0.5"], ["--temperature", "0.1"]])
+def test_infonce_options_need_infonce(tiny_corpus, tmp_path, option):
+    with pytest.raises(SystemExit, match=f"{option[0]} needs --loss infonce"):
         main(["train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "r"),
-              "--loss", "avc", "--neighbours", "0.5"])
+              "--loss", "avc", *option])
     assert not (tmp_path / "r").exists()
 
 
@@ -177,6 +192,8 @@ def test_neighbour_targets_need_infonce(tiny_corpus, tmp_path):
     (["--pitch-warp", "1.5"], "--pitch-warp"),
     (["--cluster-weight", "-1"], "--cluster-weight"),
     (["--recluster-every", "0"], "--recluster-every"),
+    (["--temperature", "0.001"], "--temperature"),
+    (["--temperature", "-1"], "--temperature"),
 ])
 def test_train_rejects_a_bad_option(tiny_corpus, tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit):
