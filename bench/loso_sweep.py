@@ -6,7 +6,9 @@ machine with a GPU and many cores; on two CPU cores use --jobs 2). Configuration
 grid order, each on all folds, so a --deadline that stops launching early still leaves complete
 configurations to compare. The score of a run is its held-out metrics after the last step
 (torch, on the fold's test split); the table gives each configuration's mean over its folds.
-The best configuration's fold runs can be exported with --export-best.
+The best configuration's fold runs can be exported with --export-best. With several seeds
+(--seed 1,2,3) every configuration trains on every fold once per seed, the corpora shared, and
+the table's means are over folds and seeds.
 
 Usage:
   python bench/loso_sweep.py --data ../shared/data --out runs/sweep --device cuda --jobs 12
@@ -28,7 +30,8 @@ DIRECTIONS = ("im-im", "im-aud", "aud-im", "aud-aud")
 
 # name -> extra `avsearch train` arguments, in launch order, on top of `avsearch train`'s
 # defaults of the day (an entry of an earlier sweep ran without the defaults added since;
-# `topdb30` names `--reverb 0` so that it stays the recipe before reverberation was default).
+# `topdb30` names `--reverb 0` so that it stays the recipe before reverberation was default, and
+# `reverb5` names `--clusters 0`, the recipe before the digits preset grouped images).
 GRID: dict[str, list[str]] = {
     "base": [],
     "ema998": ["--ema", "0.998"],
@@ -58,7 +61,7 @@ GRID: dict[str, list[str]] = {
     "topdb20": ["--top-db", "20"],
     "preemph97": ["--top-db", "30", "--pre-emphasis", "0.97"],
     "preemph97-topdb40": ["--top-db", "40", "--pre-emphasis", "0.97"],
-    "reverb5": ["--top-db", "30", "--reverb", "0.5"],
+    "reverb5": ["--top-db", "30", "--reverb", "0.5", "--clusters", "0"],
     "reverb10": ["--top-db", "30", "--reverb", "1.0"],
     "mixstyle5": ["--top-db", "30", "--mixstyle", "0.5"],
     "pcen": ["--top-db", "30", "--pcen"],
@@ -93,10 +96,16 @@ def build_corpus(speaker: str, args: argparse.Namespace) -> Path:
     return corpus
 
 
-def train(name: str, speaker: str, args: argparse.Namespace, deadline: float) -> dict | None:
+def run_dir(out: str, name: str, speaker: str, seed: int) -> Path:
+    """OUT/CONFIG/SPEAKER for seed 0 (the layout of every earlier sweep), -seedN beside it."""
+    return Path(out) / name / (speaker if seed == 0 else f"{speaker}-seed{seed}")
+
+
+def train(name: str, speaker: str, seed: int, args: argparse.Namespace,
+          deadline: float) -> dict | None:
     if time.monotonic() > deadline:
         return None
-    run = Path(args.out) / name / speaker
+    run = run_dir(args.out, name, speaker, seed)
     run.parent.mkdir(parents=True, exist_ok=True)
     extra = GRID[name]
     steps = [] if "--steps" in extra else ["--steps", str(args.steps)]
@@ -104,14 +113,14 @@ def train(name: str, speaker: str, args: argparse.Namespace, deadline: float) ->
     # A finished run (an earlier sweep into the same --out) is read, not trained again.
     code = 0 if (run / "run.json").exists() else avsearch(
         "train", "--corpus", str(Path(args.out) / f"corpus-{speaker}"), "--out", str(run),
-        "--device", args.device, "--threads", str(args.threads), "--seed", str(args.seed),
+        "--device", args.device, "--threads", str(args.threads), "--seed", str(seed),
         "--eval-every", str(args.eval_every), "--quiet", *steps, *extra,
         log=run.with_suffix(".log"))
     if code != 0:
-        print(f"{name}/{speaker}: train failed (see {run}.log)", flush=True)
+        print(f"{name}/{run.name}: train failed (see {run}.log)", flush=True)
         return None
     summary = json.loads((run / "run.json").read_text())["final"]
-    result = {"config": name, "speaker": speaker,
+    result = {"config": name, "speaker": speaker, "seed": seed,
               "minutes": round((time.perf_counter() - started) / 60, 2),
               **summary.get("ndcg30", {}),
               "pointing": summary.get("localization", {}).get("pointing_accuracy")}
@@ -120,7 +129,7 @@ def train(name: str, speaker: str, args: argparse.Namespace, deadline: float) ->
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| configuration | folds | " + " | ".join(DIRECTIONS) + " | pointing |",
+    lines = ["| configuration | runs | " + " | ".join(DIRECTIONS) + " | pointing |",
              "|---|---|" + "---|" * (len(DIRECTIONS) + 1)]
     for name in GRID:
         runs = [r for r in results if r["config"] == name]
@@ -131,11 +140,12 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def best(results: list[dict], speakers: list[str]) -> str | None:
-    """The configuration with every fold done and the highest mean cross-modal nDCG."""
+def best(results: list[dict], runs_each: int) -> str | None:
+    """The configuration with every run (fold and seed) done and the highest mean cross-modal
+    nDCG."""
     complete = {name: [r for r in results if r["config"] == name] for name in GRID}
     scores = {name: sum(r["im-aud"] + r["aud-im"] for r in runs) / len(runs)
-              for name, runs in complete.items() if len(runs) == len(speakers)}
+              for name, runs in complete.items() if len(runs) == runs_each}
     return max(scores, key=scores.get) if scores else None
 
 
@@ -148,7 +158,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--eval-every", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", default="0",
+                        help="training seed, or several comma-separated (one run of each "
+                             "configuration and fold per seed)")
     parser.add_argument("--scenes", type=int, default=1000)
     parser.add_argument("--configs", default=",".join(GRID), help="comma-separated grid names")
     parser.add_argument("--speakers", default=",".join(SPEAKERS),
@@ -158,29 +170,35 @@ def main() -> None:
     parser.add_argument("--export-best", action="store_true",
                         help="export the best configuration's fold runs to OUT/best/SPEAKER")
     args = parser.parse_args()
+    try:
+        seeds = [int(s) for s in args.seed.split(",") if s]
+    except ValueError:
+        raise SystemExit(f"--seed: integers, comma-separated (got {args.seed!r})") from None
+    if not seeds or min(seeds) < 0:
+        raise SystemExit("--seed: one or more integers >= 0")
     started = time.monotonic()
     deadline = started + args.deadline * 60 if args.deadline else float("inf")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     speakers = [s for s in args.speakers.split(",") if s]
     if not speakers or set(speakers) - set(SPEAKERS):
         raise SystemExit(f"--speakers: choose among {', '.join(SPEAKERS)}")
-    with ThreadPoolExecutor(len(speakers)) as pool:
-        list(pool.map(lambda s: build_corpus(s, args), speakers))
-    print(f"corpora ready after {time.monotonic() - started:.0f} s", flush=True)
     names = [n for n in args.configs.split(",") if n]
     unknown = sorted(set(names) - set(GRID))
     if unknown:
         raise SystemExit(f"unknown configurations: {', '.join(unknown)}")
-    jobs = [(name, speaker) for name in names for speaker in speakers]
+    with ThreadPoolExecutor(len(speakers)) as pool:
+        list(pool.map(lambda s: build_corpus(s, args), speakers))
+    print(f"corpora ready after {time.monotonic() - started:.0f} s", flush=True)
+    jobs = [(name, speaker, seed) for seed in seeds for name in names for speaker in speakers]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = [r for r in pool.map(lambda job: train(*job, args, deadline), jobs) if r]
     (Path(args.out) / "sweep.json").write_text(json.dumps(results, indent=2))
     print(table(results))
-    winner = best(results, speakers)
+    winner = best(results, len(speakers) * len(seeds))
     print(f"best: {winner}")
     if winner and args.export_best:
         for speaker in speakers:
-            run = Path(args.out) / winner / speaker
+            run = run_dir(args.out, winner, speaker, seeds[0])
             if avsearch("export", str(run), "--out", str(Path(args.out) / "best" / speaker),
                         log=Path(args.out) / f"export-{speaker}.log") != 0:
                 print(f"export of {run} failed", flush=True)

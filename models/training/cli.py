@@ -148,11 +148,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "frame that matches it best) looks like some location of the frame it "
                         "is rolled onto, above this cosine: most such pairs are no negative "
                         "(default: 0, off)")
-    parser.add_argument("--clusters", type=whole_number, default=0, metavar="K",
+    parser.add_argument("--clusters", type=whole_number, default=None, metavar="K",
                         help="from a quarter of the way in, group the training images into K "
                         "by the image tower (k-means, regrouped every --recluster-every steps) "
                         "and teach each sound the centre of its image's group, so that one "
-                        "word said by other voices lands in one place (default: 0, off)")
+                        "word said by other voices lands in one place (default: the "
+                        "preset's: 10 for digits, 0 (off) for paper)")
     parser.add_argument("--cluster-weight", type=_weight, default=1.0, metavar="W",
                         help="weight of that loss (default: 1)")
     parser.add_argument("--recluster-every", type=_steps, default=250, metavar="STEPS",
@@ -187,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
         pre_emphasis=-1.0 if args.pre_emphasis is None else args.pre_emphasis,
         pcen=args.pcen, pitch_warp=-1.0 if args.pitch_warp is None else args.pitch_warp,
         neighbours=args.neighbours, neighbour_temperature=args.neighbour_temperature,
-        mil_alike=args.mil_alike, clusters=args.clusters, cluster_weight=args.cluster_weight,
+        mil_alike=args.mil_alike, clusters=-1 if args.clusters is None else args.clusters,
+        cluster_weight=args.cluster_weight,
         recluster_every=args.recluster_every,
         equaliser=args.equaliser, reverb=args.reverb, mixstyle=args.mixstyle,
         temperature=args.temperature,

@@ -36,7 +36,8 @@ class TrainConfig:
     reverb: float = 0.5  # share of training sounds heard in a random room; 0: off
     mixstyle: float = 0.0  # share of batches whose early audio feature statistics are mixed
     mil_alike: float = 0.0  # cosine above which a rolled MIL negative is skipped as alike; 0: off
-    clusters: int = 0  # groups of training images whose centres the sounds are taught; 0: off
+    clusters: int = -1  # groups of training images whose centres the sounds are taught; 0: off;
+    # -1: the preset's
     cluster_weight: float = 1.0  # weight of that loss beside the embedding loss
     recluster_every: int = 250  # steps between two clusterings of the training images
     seed: int = 0

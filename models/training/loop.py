@@ -83,6 +83,8 @@ def configured_preset(config: TrainConfig) -> Preset:
         audio = replace(audio, pcen=config.pcen)
     if config.pitch_warp >= 0:
         audio = replace(audio, pitch_warp=config.pitch_warp)
+    if config.clusters >= 0:
+        preset = replace(preset, clusters=config.clusters)
     return replace(preset, audio=audio)
 
 
@@ -131,9 +133,14 @@ class Trainer:
         )
         self.pairs: PairSet = load_pairs(self.config.corpus, train, self.spec, self.progress)
         singles = int(self.pairs.single.sum())
-        if self.config.clusters > singles:
-            raise CorpusError(f"--clusters {self.config.clusters}: the train split has only "
-                              f"{singles} single-object images to group")
+        if self.preset.clusters > singles:
+            if self.config.clusters >= 0:
+                raise CorpusError(f"--clusters {self.config.clusters}: the train split has only "
+                                  f"{singles} single-object images to group")
+            log.warning("the train split has only %d single-object images: too few for the "
+                        "preset's %d groups, so the sounds are trained without them",
+                        singles, self.preset.clusters)
+            self.preset = replace(self.preset, clusters=0)
         held_out = split_items(items, self.config.eval_split)
         self.retrieval = load_retrieval_set(self.config.corpus, held_out, self.spec, self.progress)
         self.scenes = load_scene_set(self.config.corpus, held_out, self.spec, self.progress)
@@ -202,16 +209,17 @@ class Trainer:
         way in (before that the image tower has not learnt what to group by)."""
         config = self.config
         start = config.steps // 4
-        if (not config.clusters or self.step < start
+        k = self.preset.clusters
+        if (not k or self.step < start
                 or (self.step - start) % config.recluster_every):
             return
         single = self.pairs.single
-        found = cluster_images(self.model, self.pairs.images[single], config.clusters, self.gen)
+        found = cluster_images(self.model, self.pairs.images[single], k, self.gen)
         assignments = torch.full((len(self.pairs),), -1, dtype=torch.long)
         assignments[single] = found.assignments
         self.clusters = Clusters(assignments, found.centres)
-        sizes = torch.bincount(found.assignments, minlength=config.clusters)
-        log.info("step %d: %d image groups, %d-%d images each", self.step, config.clusters,
+        sizes = torch.bincount(found.assignments, minlength=k)
+        log.info("step %d: %d image groups, %d-%d images each", self.step, k,
                  int(sizes.min()), int(sizes.max()))
 
     def neighbour_weight(self) -> float:

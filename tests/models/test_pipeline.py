@@ -146,6 +146,40 @@ def test_more_clusters_than_images_is_refused(tiny_corpus, tmp_path, capsys):
     assert "--clusters 100000: the train split has only" in capsys.readouterr().err
 
 
+def test_digits_clusters_by_default_and_clusters_0_turns_it_off(tiny_corpus, tmp_path):
+    common = ["train", "--corpus", str(tiny_corpus), "--quiet", "--batch-size", "8",
+              "--steps", "4", "--eval-every", "1"]
+    assert main([*common, "--out", str(tmp_path / "default")]) == 0
+    assert main([*common, "--out", str(tmp_path / "off"), "--clusters", "0"]) == 0
+    default = json.loads((tmp_path / "default" / "run.json").read_text())
+    off = json.loads((tmp_path / "off" / "run.json").read_text())
+    assert default["config"]["clusters"] == -1 and default["preset"]["clusters"] == 10
+    assert off["config"]["clusters"] == 0 and off["preset"]["clusters"] == 0
+    grouped = [json.loads(x) for x in (tmp_path / "default" / "metrics.jsonl").read_text()
+               .splitlines()]
+    plain = [json.loads(x) for x in (tmp_path / "off" / "metrics.jsonl").read_text().splitlines()]
+    assert "clusters" not in grouped[0] and all("clusters" in e for e in grouped[1:])
+    assert not any("clusters" in e for e in plain)
+    assert main(["export", str(tmp_path / "default"), "--out", str(tmp_path / "model")]) == 0
+    assert read_model_info(tmp_path / "model").preset["clusters"] == 10
+
+
+def test_too_few_images_for_the_presets_groups_trains_without_them(tiny_corpus, tmp_path, caplog):
+    import shutil
+
+    # A user's own corpus with six training pairs: fewer than the digits preset's ten groups.
+    corpus = shutil.copytree(tiny_corpus, tmp_path / "corpus")
+    items = [json.loads(x) for x in (corpus / "manifest.jsonl").read_text().splitlines()]
+    train = [i for i in items if i.get("split") == "train" and i.get("kind") == "pair"][:6]
+    rest = [i for i in items if i.get("split") != "train"]
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(i) + "\n" for i in train + rest))
+    with caplog.at_level("WARNING"):
+        assert main(["train", "--corpus", str(corpus), "--out", str(tmp_path / "r"), "--quiet",
+                     "--batch-size", "4", "--steps", "4"]) == 0
+    assert "6 single-object images: too few for the preset's 10 groups" in caplog.text
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["preset"]["clusters"] == 0
+
+
 def test_temperature_is_held_or_learned_and_recorded(tiny_corpus, tmp_path):
     common = ["train", "--corpus", str(tiny_corpus), "--quiet", "--batch-size", "8",
               "--steps", "3", "--eval-every", "1", "--lr", "0.05"]
