@@ -24,8 +24,10 @@ def test_localize_timeline_peaks_when_the_digit_on_screen_is_said(
     assert sorted(scores) == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
     assert scores[1.5] > max(scores[0.5], scores[2.5])
     assert scores[3.5] > max(scores[0.5], scores[2.5])
-    best = max(scores, key=scores.get)
-    assert best in (1.5, 3.5) and body["time"] == best  # localised in the best window
+    # Localised in the best window; the scores come rounded to 5 decimals, so two windows
+    # that both say the digit on screen can tie in the answer.
+    best = body["time"]
+    assert best in (1.5, 3.5) and scores[best] == max(scores.values())
     # A window's score is its on-screen probability, as /v1/localize reports it for one window.
     assert body["on_screen_probability"] == pytest.approx(scores[best], abs=1e-4)
 
