@@ -8,6 +8,7 @@ import math
 import shlex
 
 from models.arguments import whole_number
+from models.presets import PRESETS
 from models.training.config import MIN_TEMPERATURE, TrainConfig
 
 
@@ -152,8 +153,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="from a quarter of the way in, group the training images into K "
                         "by the image tower (k-means, regrouped every --recluster-every steps) "
                         "and teach each sound the centre of its image's group, so that one "
-                        "word said by other voices lands in one place (default: the "
-                        "preset's: 10 for digits, 0 (off) for paper)")
+                        "word said by other voices lands in one place (0: off; default: the "
+                        "preset's: " + ", ".join(f"{p.clusters} for {name}"
+                                                 for name, p in PRESETS.items()) + ")")
     parser.add_argument("--cluster-weight", type=_weight, default=1.0, metavar="W",
                         help="weight of that loss (default: 1)")
     parser.add_argument("--recluster-every", type=_steps, default=250, metavar="STEPS",

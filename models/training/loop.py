@@ -132,15 +132,7 @@ class Trainer:
             {str(i.extra["speaker"]) for i in train if "speaker" in i.extra}
         )
         self.pairs: PairSet = load_pairs(self.config.corpus, train, self.spec, self.progress)
-        singles = int(self.pairs.single.sum())
-        if self.preset.clusters > singles:
-            if self.config.clusters >= 0:
-                raise CorpusError(f"--clusters {self.config.clusters}: the train split has only "
-                                  f"{singles} single-object images to group")
-            log.warning("the train split has only %d single-object images: too few for the "
-                        "preset's %d groups, so the sounds are trained without them",
-                        singles, self.preset.clusters)
-            self.preset = replace(self.preset, clusters=0)
+        self.fit_groups_to(int(self.pairs.single.sum()))
         held_out = split_items(items, self.config.eval_split)
         self.retrieval = load_retrieval_set(self.config.corpus, held_out, self.spec, self.progress)
         self.scenes = load_scene_set(self.config.corpus, held_out, self.spec, self.progress)
@@ -151,6 +143,19 @@ class Trainer:
             len(self.retrieval.waves),
             len(self.scenes.images),
         )
+
+    def fit_groups_to(self, singles: int) -> None:
+        """Refuse an explicit --clusters beyond the train split's single-object images; drop the
+        preset's default grouping there instead (a small corpus of one's own), and say so."""
+        if self.preset.clusters <= singles:
+            return
+        if self.config.clusters >= 0:
+            raise CorpusError(f"--clusters {self.config.clusters}: the train split has only "
+                              f"{singles} single-object images to group")
+        log.warning("the train split has only %d single-object images: too few for the "
+                    "preset's %d groups, so the sounds are trained without them",
+                    singles, self.preset.clusters)
+        self.preset = replace(self.preset, clusters=0)
 
     # -- one step -----------------------------------------------------------------------------
     def batch_loss(self, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
