@@ -24,17 +24,32 @@ from pathlib import Path
 RAY = Path(sys.executable).with_name("ray")
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: every socket is held open until all are bound, since one
+    closed at once may be handed out again by the next bind (Ray refuses two components on one
+    port)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
-def _node_ports() -> list[str]:
-    flags = ["--node-manager-port", "--object-manager-port", "--metrics-export-port",
-             "--runtime-env-agent-port", "--dashboard-agent-listen-port",
-             "--dashboard-agent-grpc-port"]
-    return [part for flag in flags for part in (flag, str(free_port()))]
+NODE_PORT_FLAGS = ("--node-manager-port", "--object-manager-port", "--metrics-export-port",
+                   "--runtime-env-agent-port", "--dashboard-agent-listen-port",
+                   "--dashboard-agent-grpc-port")
+
+
+def _node_ports(ports: list[int]) -> list[str]:
+    return [part for flag, port in zip(NODE_PORT_FLAGS, ports, strict=True)
+            for part in (flag, str(port))]
 
 
 @dataclass
@@ -90,21 +105,24 @@ def two_node_cluster(cpus_per_node: int = 1, timeout: float = 60) -> Iterator[Ra
     common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus_per_node),
               "--num-gpus", "0", "--object-store-memory", str(150 * 2**20),
               "--disable-usage-stats"]
-    port = free_port()
+    # The head's port, its dashboard's, then each node's own: all distinct.
+    ports = free_ports(2 + 2 * len(NODE_PORT_FLAGS))
+    port, dashboard_port = ports[:2]
+    head_ports, worker_ports = ports[2:2 + len(NODE_PORT_FLAGS)], ports[2 + len(NODE_PORT_FLAGS):]
     processes: list[subprocess.Popen] = []
     try:
         head_log = temp_dir / "head.log"
         processes.append(subprocess.Popen(
             [str(RAY), "start", "--head", "--port", str(port), "--temp-dir", str(temp_dir),
-             "--include-dashboard", "false", "--dashboard-port", str(free_port()),
-             *common, *_node_ports()],
+             "--include-dashboard", "false", "--dashboard-port", str(dashboard_port),
+             *common, *_node_ports(head_ports)],
             stdout=head_log.open("w"), stderr=subprocess.STDOUT, env=env,
             start_new_session=True))
         _wait_for_port(port, processes[0], head_log, timeout)
         address = f"127.0.0.1:{port}"
         worker_log = temp_dir / "worker.log"
         processes.append(subprocess.Popen(
-            [str(RAY), "start", "--address", address, *common, *_node_ports()],
+            [str(RAY), "start", "--address", address, *common, *_node_ports(worker_ports)],
             stdout=worker_log.open("w"), stderr=subprocess.STDOUT, env=env,
             start_new_session=True))
         cluster = RayCluster(address, temp_dir, processes)
