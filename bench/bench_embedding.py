@@ -80,7 +80,7 @@ def bench_towers(preset_name: str, repeats: int) -> list[str]:
     towers = {
         "image": (ImageGraph(model.image).eval(),
                   lambda b: torch.randint(0, 255, (b, size, size, 3), dtype=torch.uint8), "image"),
-        "audio": (AudioGraph(model.audio, samples).eval(),
+        "audio": (AudioGraph(model.audio, preset.audio).eval(),
                   lambda b: torch.randn(b, samples) * 0.1, "audio"),
     }
     for tower, (graph, make, name) in towers.items():
@@ -99,7 +99,7 @@ def bench_towers(preset_name: str, repeats: int) -> list[str]:
 
 def bench_spectrogram(preset_name: str, repeats: int) -> str:
     preset = get_preset(preset_name)
-    graph = AudioGraph(AVModel(preset).audio, preset.audio.num_samples).eval()
+    graph = AudioGraph(AVModel(preset).audio, preset.audio).eval()
     x = torch.randn(32, preset.audio.num_samples) * 0.1
     dft = onnx_session(DftAudio(graph).eval(), x[:2], "audio")
     stft = onnx_session(StftAudio(graph).eval(), x[:2], "audio")
@@ -113,8 +113,8 @@ def bench_speeds(preset_name: str, speeds: tuple[float, ...], repeats: int) -> l
     """The audio graph as exported with ``--speeds`` against the plain one, in ONNX Runtime."""
     preset = get_preset(preset_name)
     tower, samples = AVModel(preset).eval().audio, preset.audio.num_samples
-    plain = onnx_session(AudioGraph(tower, samples).eval(), torch.randn(2, samples), "audio")
-    ensemble = onnx_session(AudioGraph(tower, samples, speeds).eval(), torch.randn(2, samples),
+    plain = onnx_session(AudioGraph(tower, preset.audio).eval(), torch.randn(2, samples), "audio")
+    ensemble = onnx_session(AudioGraph(tower, preset.audio, speeds).eval(), torch.randn(2, samples),
                             "audio")
     rows = []
     for batch in (1, 32):

@@ -35,6 +35,7 @@ class AudioGraphInfo(BaseModel):
     samples: int  # float32 (batch, samples) mono in [-1, 1]
     outputs: list[str] = ["embedding"]
     speeds: list[float] = [1.0]  # playback speeds the graph averages embeddings over
+    tempo_s: float | None = None  # heard duration each sound is stretched to first; None: as is
 
 
 class CentringInfo(BaseModel):

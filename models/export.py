@@ -34,8 +34,9 @@ from models.bundle import (
 )
 from models.errors import BundleError
 from models.nn.model import AVModel
+from models.nn.tempo import normalise_tempo
 from models.nn.towers import AudioTower, ImageTower
-from models.presets import Preset
+from models.presets import AudioSpec, Preset
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -83,18 +84,29 @@ class AudioGraph(nn.Module):
     which keeps less of the speaker in the embedding (docs/benchmarks.md).
     """
 
-    def __init__(self, tower: AudioTower, samples: int,
-                 speeds: tuple[float, ...] = (1.0,), centre: torch.Tensor | None = None) -> None:
+    def __init__(self, tower: AudioTower, audio: AudioSpec,
+                 speeds: tuple[float, ...] = (1.0,), centre: torch.Tensor | None = None,
+                 tempo_s: float | None = None) -> None:
         super().__init__()
         self.tower = tower
-        self.samples = samples
+        self.audio = audio
         self.speeds = tuple(speeds)
         self.centre = centre
+        self.tempo_s = tempo_s
+
+    def embed(self, wave: torch.Tensor) -> torch.Tensor:
+        """One pass: the tower, on the spectrogram stretched to ``tempo_s`` when it is set."""
+        spec = self.tower.frontend(wave)
+        if self.tempo_s:
+            spec = normalise_tempo(spec, wave, self.audio.hop_length, self.audio.n_fft,
+                                   self.audio.sample_rate, self.tempo_s)
+        return self.tower.embed(spec)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         if self.speeds == (1.0,):
-            return centred(self.tower(audio), self.centre)
-        total = sum(self.tower(play_at(audio, speed, self.samples)) for speed in self.speeds)
+            return centred(self.embed(audio), self.centre)
+        samples = self.audio.num_samples
+        total = sum(self.embed(play_at(audio, speed, samples)) for speed in self.speeds)
         return centred(F.normalize(total, dim=1), self.centre)
 
 
@@ -215,11 +227,12 @@ def write_graphs(image_graph: ImageGraph, audio_graph: AudioGraph, folder: Path,
 def export_bundle(
     run_dir: str | Path, out_dir: str | Path, images: np.ndarray, waves: np.ndarray,
     extra: dict | None = None, speeds: tuple[float, ...] = DEFAULT_SPEEDS,
-    centring: Centring | None = None,
+    centring: Centring | None = None, tempo_s: float | None = None,
 ) -> ModelInfo:
     """Write the bundle to ``out_dir`` (atomically) and check parity on ``images``/``waves``.
     ``speeds``: the audio graph's ensemble over playback speeds (see :class:`AudioGraph`);
-    ``centring``: training items whose mean embeddings the graphs subtract (see :func:`centred`).
+    ``centring``: training items whose mean embeddings the graphs subtract (see :func:`centred`);
+    ``tempo_s``: the heard duration every sound is stretched to (see :mod:`models.nn.tempo`).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model, state = load_checkpoint(run_dir)
@@ -228,7 +241,7 @@ def export_bundle(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     image_graph = ImageGraph(model.image).eval()
-    audio_graph = AudioGraph(model.audio, preset.audio.num_samples, speeds).eval()
+    audio_graph = AudioGraph(model.audio, preset.audio, speeds, tempo_s=tempo_s).eval()
     centring_info = None
     if centring is not None:
         image_graph.centre = mean_embedding(image_graph, centring.batches(centring.frames))
@@ -254,7 +267,8 @@ def export_bundle(
         embed_dim=preset.embed_dim,
         image=ImageGraphInfo(size=preset.image_size, grid=preset.grid_size),
         audio=AudioGraphInfo(sample_rate=preset.audio.sample_rate,
-                             samples=preset.audio.num_samples, speeds=list(speeds)),
+                             samples=preset.audio.num_samples, speeds=list(speeds),
+                             tempo_s=tempo_s),
         localization=LocalizationInfo(scale=model.avol.scale.item(), bias=model.avol.bias.item()),
         ave_head={"weight": model.ave.fc.weight.flatten().tolist(),
                   "bias": model.ave.fc.bias.tolist()},

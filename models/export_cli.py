@@ -23,6 +23,21 @@ def speeds(text: str) -> tuple[float, ...]:
     return values
 
 
+def tempo(text: str) -> float:
+    """``auto`` (-1: the training sounds' median), 0 (off) or 0.05 to 10 seconds."""
+    if text == "auto":
+        return -1.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto or seconds such as 0.4, got {text!r}") from None
+    if not (value == 0 or 0.05 <= value <= 10.0):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"--tempo must be auto, 0 (off) or 0.05-10 s, "
+                                         f"got {text!r}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export",
@@ -38,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "and tempo together) and averages: less of the speaker's voice in the "
                         "embedding, at that many times the audio compute (default: 0.9,1,1.1; "
                         "1 for one plain pass)")
+    parser.add_argument("--tempo", type=tempo, default=0.0, metavar="SECONDS|auto",
+                        help="stretch each sound in time, its pitch kept, so that its heard "
+                        "part lasts this long before the tower (auto: the median over the "
+                        "centring items, the training sounds; default: 0, off: measured to help "
+                        "a slow voice and hurt a fast one, docs/benchmarks.md)")
     parser.add_argument("--parity-items", type=int, default=16)
     parser.add_argument("--centre-items", type=whole_number, default=1000, metavar="N",
                         help="subtract each modality's mean embedding over N training items of "
@@ -65,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from models.export import DEFAULT_SPEEDS, Centring, export_bundle, load_checkpoint
     from models.item_media import InputSpec, load_item
     from models.manifest import read_manifest
+    from models.nn.tempo import typical_duration
 
     run_dir = Path(args.run_dir)
     _, state = load_checkpoint(run_dir)
@@ -78,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = read_manifest(corpus)
     decoded = [load_item(corpus, item, spec) for item in manifest[: args.parity_items]]
     import numpy as np
+    import torch
     from tqdm import tqdm
 
     images = np.stack([frame for frame, _ in decoded])
@@ -92,8 +114,16 @@ def run(args: argparse.Namespace) -> int:
                             corpus=str(corpus), split="train")
     elif args.centre_items:
         print(f"note: not centred: {corpus} has no training pairs to take the mean embeddings of")
+    tempo_s = args.tempo
+    if tempo_s < 0:
+        if centring is None:
+            raise BundleError("--tempo auto measures the training sounds: it needs "
+                              "--centre-items above 0 and a corpus with training pairs")
+        tempo_s = typical_duration(torch.from_numpy(centring.waves), preset["audio"]["hop_length"],
+                                   preset["audio"]["sample_rate"])
     info = export_bundle(run_dir, args.out, images, waves,
-                         speeds=args.speeds or DEFAULT_SPEEDS, centring=centring)
+                         speeds=args.speeds or DEFAULT_SPEEDS, centring=centring,
+                         tempo_s=tempo_s or None)
     print(json.dumps({"parity": info.parity, "centred": info.centring is not None,
                       "content_hash": info.content_hash}, indent=2))
     print(f"wrote {args.out}/image.onnx, audio.onnx and model.json")
