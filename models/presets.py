@@ -24,6 +24,8 @@ class AudioSpec:
     n_mels: int | None  # None: keep every linear-frequency bin (the paper)
     top_db: float = 80.0  # dynamic range kept below each clip's peak (gain invariance)
     max_warp: float = 0.0  # training only: random frequency-axis stretch (voices of other sizes)
+    max_tempo: float = 1.0  # training only: random time-axis stretch by a factor within
+    # [1/max_tempo, max_tempo], pitch kept (speakers who say a word faster or slower; 1: off)
     pitch_warp: float = 0.0  # training only: random stretch of the pitch harmonics alone, the
     # formants kept (another pitch over the same vocal tract)
     cmn: bool = False  # subtract each band's mean over time (channel and voice colour)
@@ -33,6 +35,11 @@ class AudioSpec:
     # lifts the quiet consonants toward the vowel's peak (off: on digits it lifted the hiss too)
     pcen: bool = False  # per-channel energy normalisation instead of the log (cmn is then not
     # applied): each band divided by its own recent past, flattening steady noise, lifting onsets
+    frame_norm: bool = False  # a second input channel: each frame less its mean over the bands
+    # (the spectral shape without the loudness), so a quiet consonant shows as plainly as a vowel
+    pooling: str = "max"  # how the audio tower's last map becomes one vector: "max" (AVE-Net's
+    # global max-pool) or "meanmax" (its max and its mean side by side: quiet parts of a word,
+    # such as consonants, count beside its loudest)
 
     @property
     def num_samples(self) -> int:

@@ -89,7 +89,9 @@ def mel_matrix(n_mels: int, n_fft: int, sample_rate: int) -> torch.Tensor:
 
 class LogSpectrogram(nn.Module):
     """(batch, samples) waveform -> (batch, 1, bins, frames) log power in dB below the peak
-    (or, with ``pcen``, per-channel energy normalised power; ``cmn`` is then not applied)."""
+    (or, with ``pcen``, per-channel energy normalised power; ``cmn`` is then not applied).
+    With ``frame_norm``, (batch, 2, bins, frames): the second channel is each frame less its
+    mean over the bins."""
 
     def __init__(self, spec: AudioSpec) -> None:
         super().__init__()
@@ -97,6 +99,7 @@ class LogSpectrogram(nn.Module):
         self.num_dft_bins = spec.n_fft // 2 + 1
         self.top_db = spec.top_db
         self.cmn = spec.cmn
+        self.frame_norm = spec.frame_norm
         self.register_buffer("kernel", dft_kernel(spec.n_fft, spec.win_length), persistent=False)
         mel = mel_matrix(spec.n_mels, spec.n_fft, spec.sample_rate) if spec.n_mels else None
         tilt = pre_emphasis_gain(spec.n_fft, spec.pre_emphasis) if spec.pre_emphasis else None
@@ -127,6 +130,9 @@ class LogSpectrogram(nn.Module):
             features = torch.matmul(self.smooth, features)
         if self.cmn and self.recursion is None:  # PCEN has normalised each band itself
             features = features - features.mean(dim=2, keepdim=True)
+        if self.frame_norm:
+            shape = features - features.mean(dim=1, keepdim=True)
+            return torch.stack([features, shape], dim=1)
         return features[:, None]
 
     def pcen(self, power: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,8 @@ is what AVOL-Net compares with the audio embedding to localise the sound.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -119,6 +121,35 @@ class FrequencyWarp(nn.Module):
         return stretch_frequency(spec - floor, factor) + floor
 
 
+def stretch_time(spec: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """(B, C, bins, frames) -> the time axis stretched about its centre by ``factor`` (B,): a
+    factor above 1 draws the sound out; frames drawn from beyond either end repeat the end."""
+    batch = spec.shape[0]
+    theta = torch.zeros(batch, 2, 3, device=spec.device)
+    theta[:, 0, 0] = 1.0 / factor
+    theta[:, 1, 1] = 1.0  # frequency axis unchanged
+    grid = F.affine_grid(theta, list(spec.shape), align_corners=True)
+    return F.grid_sample(spec, grid, padding_mode="border", align_corners=True)
+
+
+class TimeStretch(nn.Module):
+    """Training-only tempo perturbation: stretch the time axis by a log-uniform random factor in
+    [1 / max_tempo, max_tempo] per clip, the pitch and the formants kept. Speed perturbation
+    moves tempo and pitch together; speakers' tempos differ on their own, by up to 1.6x between
+    the four voices of the digits data (docs/benchmarks.md). A no-op in eval mode."""
+
+    def __init__(self, max_tempo: float) -> None:
+        super().__init__()
+        self.max_tempo = max_tempo
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.max_tempo <= 1.0:
+            return spec
+        span = math.log(self.max_tempo)
+        factor = torch.exp((torch.rand(spec.shape[0], device=spec.device) * 2 - 1) * span)
+        return stretch_time(spec, factor)
+
+
 class PitchWarp(nn.Module):
     """Training-only: another pitch over the same vocal tract. Each frame's spectrum is split
     into its envelope (the first ``keep`` cepstral coefficients: the formants) and the ripple
@@ -173,22 +204,40 @@ class AudioTower(nn.Module):
         self.frontend = LogSpectrogram(audio)
         self.pitch_warp = PitchWarp(audio.num_bins, audio.pitch_warp)
         self.freq_warp = FrequencyWarp(audio.max_warp)
+        self.time_stretch = TimeStretch(audio.max_tempo)
         self.spec_augment = SpecAugment(audio.num_bins // 8, audio.num_frames // 10)
-        self.input_norm = nn.BatchNorm2d(1)
-        self.trunk = vgg_trunk(1, preset.channels)
+        inputs = 2 if audio.frame_norm else 1
+        self.input_norm = nn.BatchNorm2d(inputs)
+        self.trunk = vgg_trunk(inputs, preset.channels)
         # MixStyle (off unless training sets its share) after each of the first two blocks.
         pools = [i for i, layer in enumerate(self.trunk) if isinstance(layer, nn.MaxPool2d)]
         self.mix_after = frozenset(pools[:2])
         self.mixstyle = MixStyle()
-        self.fc1 = nn.Linear(preset.channels[-1], preset.hidden_dim)
+        self.pooling = audio.pooling
+        pooled_dim = preset.channels[-1] * (2 if audio.pooling == "meanmax" else 1)
+        self.fc1 = nn.Linear(pooled_dim, preset.hidden_dim)
         self.fc2 = nn.Linear(preset.hidden_dim, preset.embed_dim)
 
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C, bins, frames) -> (B, C) or, with ``meanmax``, (B, 2C)."""
+        peak = torch.amax(features, dim=(2, 3))
+        if self.pooling == "meanmax":
+            return torch.cat([peak, features.mean(dim=(2, 3))], dim=1)
+        return peak
+
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = self.spec_augment(self.freq_warp(self.pitch_warp(self.frontend(wave))))
+        return self.embed(self.augment(self.frontend(wave)))
+
+    def augment(self, spec: torch.Tensor) -> torch.Tensor:
+        """The training-only changes of the spectrogram (each a no-op in eval mode)."""
+        spec = self.time_stretch(self.pitch_warp(spec))
+        return self.spec_augment(self.freq_warp(spec))
+
+    def embed(self, spec: torch.Tensor) -> torch.Tensor:
+        """(B, C, bins, frames) spectrogram -> L2-normalised embedding (B, D)."""
         features = self.input_norm(spec)
         for index, layer in enumerate(self.trunk):
             features = layer(features)
             if index in self.mix_after:
                 features = self.mixstyle(features)
-        pooled = torch.amax(features, dim=(2, 3))
-        return F.normalize(self.fc2(F.relu(self.fc1(pooled))), dim=1)
+        return F.normalize(self.fc2(F.relu(self.fc1(self.pool(features)))), dim=1)

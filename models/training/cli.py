@@ -29,6 +29,13 @@ def _share(text: str) -> float:
     return value
 
 
+def _tempo(text: str) -> float:
+    value = _weight(text)
+    if not 1.0 <= value <= 3.0:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 3, not {text}")
+    return value
+
+
 def _positive(text: str) -> float:
     value = _weight(text)
     if value == 0:
@@ -119,6 +126,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="in training, stretch each sound's pitch harmonics alone (the "
                         "formants kept) by a random factor within 1 +- R: voices differ in "
                         "pitch and vocal tract apart (0: off; default: the preset's)")
+    parser.add_argument("--tempo", type=_tempo, default=None, metavar="X",
+                        help="in training, stretch each sound's time axis by a random factor "
+                        "between 1/X and X, its pitch kept: voices say a word faster or slower "
+                        "(1: off; default: the preset's)")
+    parser.add_argument("--frame-norm", action=argparse.BooleanOptionalAction, default=None,
+                        help="feed the audio tower each frame less its mean over the bands as a "
+                        "second channel: the spectral shape of quiet consonants as plain as a "
+                        "vowel's (default: the preset's)")
+    parser.add_argument("--audio-pooling", choices=["max", "meanmax"], default=None,
+                        help="how the audio tower pools its last map: max (AVE-Net's global "
+                        "max-pool) or meanmax (max and mean side by side, so the quiet parts of "
+                        "a word count too; default: the preset's)")
     parser.add_argument("--view-weight", type=_weight, default=0.0, metavar="W",
                         help="weight of a loss asking two augmented views of each sound for the "
                         "same embedding (default: 0, off)")
@@ -189,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
         top_db=-1.0 if args.top_db is None else args.top_db, view_weight=args.view_weight,
         pre_emphasis=-1.0 if args.pre_emphasis is None else args.pre_emphasis,
         pcen=args.pcen, pitch_warp=-1.0 if args.pitch_warp is None else args.pitch_warp,
+        tempo=args.tempo or 0.0, frame_norm=args.frame_norm, audio_pooling=args.audio_pooling or "",
         neighbours=args.neighbours, neighbour_temperature=args.neighbour_temperature,
         mil_alike=args.mil_alike, clusters=-1 if args.clusters is None else args.clusters,
         cluster_weight=args.cluster_weight,

@@ -28,6 +28,9 @@ class TrainConfig:
     pre_emphasis: float = -1.0  # the front end's high-pass coefficient; -1: the preset's
     pcen: bool | None = None  # PCEN instead of the log in the front end; None: the preset's
     pitch_warp: float = -1.0  # largest stretch of the pitch harmonics alone; -1: the preset's
+    tempo: float = 0.0  # largest random stretch of the time axis (x or 1/x); 0: the preset's
+    frame_norm: bool | None = None  # each frame's shape as a second input channel; None: preset's
+    audio_pooling: str = ""  # the audio tower's global pooling, max or meanmax; "": the preset's
     view_weight: float = 0.0  # weight of the agreement of two augmented views of each sound
     neighbours: float = 0.0  # share of InfoNCE's target given to alike images; 0: off
     neighbour_temperature: float = 0.1  # softmax temperature of image similarity

@@ -83,6 +83,12 @@ def configured_preset(config: TrainConfig) -> Preset:
         audio = replace(audio, pcen=config.pcen)
     if config.pitch_warp >= 0:
         audio = replace(audio, pitch_warp=config.pitch_warp)
+    if config.tempo >= 1.0:
+        audio = replace(audio, max_tempo=config.tempo)
+    if config.frame_norm is not None:
+        audio = replace(audio, frame_norm=config.frame_norm)
+    if config.audio_pooling:
+        audio = replace(audio, pooling=config.audio_pooling)
     if config.clusters >= 0:
         preset = replace(preset, clusters=config.clusters)
     return replace(preset, audio=audio)

@@ -186,3 +186,21 @@ def test_a_pcen_front_end_exports_with_parity(preset):
         _export(frontend, torch.from_numpy(waves), path, "audio", ["spectrogram"])
         assert parity(frontend, path, waves, "audio") < 1e-4
 
+
+
+def test_frame_norm_shows_a_quiet_frame_shaped_like_a_loud_one():
+    """The second channel is each frame less its mean over the bands: the same coloured noise
+    10 dB quieter differs by ~10 dB in the first channel and hardly at all in the second."""
+    rng = np.random.default_rng(0)
+    colour = np.convolve(rng.standard_normal(8000), [1.0, 0.5], mode="same")  # tilted down
+    wave = np.concatenate([colour[:4000], colour[4000:] * 10 ** (-10 / 20)]).astype(np.float32)
+    plain = LogSpectrogram(DIGITS.audio)(torch.from_numpy(wave)[None])[0, 0]
+    spec = LogSpectrogram(replace(DIGITS.audio, frame_norm=True))(torch.from_numpy(wave)[None])[0]
+    assert spec.shape == (2, *plain.shape)
+    assert torch.allclose(spec[0], plain)
+    assert torch.allclose(spec[1].mean(dim=0), torch.zeros(spec.shape[2]), atol=1e-4)
+    loud, quiet = slice(5, 40), slice(55, 90)  # frames well inside each half
+    level = spec[0][:, loud].mean() - spec[0][:, quiet].mean()
+    shape = (spec[1][:, loud].mean(dim=1) - spec[1][:, quiet].mean(dim=1)).abs().mean()
+    assert 8.0 < float(level) < 12.0
+    assert float(shape) < 1.0

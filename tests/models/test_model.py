@@ -213,3 +213,19 @@ def test_pitch_warp_moves_the_harmonics_and_keeps_the_envelope():
     assert not torch.allclose(smooth @ moved[0, 0, :, 2], smooth @ frame, atol=0.6)
     assert torch.equal(warp.eval()(spec), spec)
     assert torch.equal(PitchWarp(64, 0.0).train()(spec), spec)
+
+
+def test_time_stretch_draws_a_word_out_about_the_centre_and_keeps_its_bands():
+    from models.nn.towers import TimeStretch, stretch_time
+
+    spec = torch.zeros(1, 1, 4, 101)
+    spec[0, 0, 2, 40:61] = 1.0  # a 21-frame "word" in band 2, centred
+    longer = stretch_time(spec, torch.tensor([1.5]))[0, 0]
+    assert torch.equal(longer[[0, 1, 3]], torch.zeros(3, 101))  # the other bands stay silent
+    active = (longer[2] > 0.5).nonzero().flatten()
+    assert 29 <= len(active) <= 33 and abs(float(active.float().mean()) - 50.0) <= 1.0
+    stretch = TimeStretch(1.6)
+    assert torch.equal(stretch.eval()(spec), spec)  # training only
+    out = stretch.train()(spec.repeat(8, 1, 1, 1))
+    lengths = (out[:, 0, 2] > 0.5).sum(dim=1)
+    assert int(lengths.min()) >= 12 and int(lengths.max()) <= 35

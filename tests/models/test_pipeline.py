@@ -79,13 +79,16 @@ def test_front_end_options_and_view_weight_train_and_reach_the_bundle(tiny_corpu
     run, model = tmp_path / "r", tmp_path / "model"
     assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet",
                  "--batch-size", "8", "--steps", "2", "--eval-every", "2", "--lifter", "12",
-                 "--top-db", "45", "--pre-emphasis", "0.9", "--pcen", "--view-weight", "0.5"]) == 0
+                 "--top-db", "45", "--pre-emphasis", "0.9", "--pcen", "--view-weight", "0.5",
+                 "--frame-norm", "--audio-pooling", "meanmax"]) == 0
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert 0.0 <= last["views"] <= 2.0  # 1 - cosine of two views of each sound
     assert main(["export", str(run), "--out", str(model)]) == 0
     info = read_model_info(model)
     assert info.preset["audio"]["lifter"] == 12 and info.preset["audio"]["top_db"] == 45
     assert info.preset["audio"]["pre_emphasis"] == 0.9 and info.preset["audio"]["pcen"] is True
+    assert info.preset["audio"]["frame_norm"] is True
+    assert info.preset["audio"]["pooling"] == "meanmax"
     assert info.training["view_weight"] == 0.5
 
 
@@ -109,15 +112,18 @@ def test_mil_alike_skips_negatives_after_a_quarter_and_is_recorded(tiny_corpus, 
     assert all(0.0 <= entry["mil_skipped"] <= 1.0 for entry in history[1:])
 
 
-def test_equaliser_reverb_mixstyle_and_pitch_warp_train_and_are_recorded(tiny_corpus, tmp_path):
+def test_equaliser_reverb_mixstyle_pitch_warp_and_tempo_train_and_are_recorded(tiny_corpus,
+                                                                                  tmp_path):
     run = tmp_path / "r"
     assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet",
                  "--batch-size", "8", "--steps", "2", "--equaliser", "12",
-                 "--reverb", "0.5", "--mixstyle", "1", "--pitch-warp", "0.2"]) == 0
+                 "--reverb", "0.5", "--mixstyle", "1", "--pitch-warp", "0.2",
+                 "--tempo", "1.5"]) == 0
     summary = json.loads((run / "run.json").read_text())
     config = summary["config"]
     assert config["equaliser"] == 12.0 and config["reverb"] == 0.5 and config["mixstyle"] == 1
     assert config["pitch_warp"] == 0.2 and summary["preset"]["audio"]["pitch_warp"] == 0.2
+    assert config["tempo"] == 1.5 and summary["preset"]["audio"]["max_tempo"] == 1.5
 
 
 def test_clusters_start_after_a_quarter_resume_exactly_and_are_recorded(tiny_corpus, tmp_path):
@@ -226,6 +232,7 @@ def test_infonce_options_need_infonce(tiny_corpus, tmp_path, option):
     (["--pre-emphasis", "-0.5"], "--pre-emphasis"),
     (["--clusters", "-1"], "--clusters"),
     (["--pitch-warp", "1.5"], "--pitch-warp"),
+    (["--tempo", "0.5"], "--tempo"),
     (["--cluster-weight", "-1"], "--cluster-weight"),
     (["--recluster-every", "0"], "--recluster-every"),
     (["--temperature", "0.001"], "--temperature"),
@@ -408,3 +415,42 @@ def test_eval_without_train_split_leaves_cca_out(tiny_bundle, real_data, tmp_pat
                  str(out), "--quiet"]) == 0
     result = json.loads(out.read_text())
     assert "cca" not in result["ndcg30"] and any("CCA" in n for n in result["notes"])
+
+
+def test_export_tempo_stretches_sounds_to_the_training_median_or_a_set_duration(
+        tiny_run, tiny_bundle, tiny_corpus, tmp_path, capsys):
+    import torch
+
+    from models.export_cli import training_sample
+    from models.item_media import InputSpec, load_item
+    from models.manifest import read_manifest
+    from models.nn.tempo import typical_duration
+
+    assert read_model_info(tiny_bundle).audio.tempo_s is None  # off by default
+    auto, fixed = tmp_path / "auto", tmp_path / "fixed"
+    assert main(["export", str(tiny_run), "--out", str(auto), "--tempo", "auto"]) == 0
+    assert main(["export", str(tiny_run), "--out", str(fixed), "--tempo", "0.3"]) == 0
+    spec = InputSpec(64, 8000, 1.0)
+    waves = np.stack([load_item(tiny_corpus, item, spec)[1]
+                      for item in training_sample(read_manifest(tiny_corpus), 1000)])
+    info = read_model_info(auto)
+    assert info.audio.tempo_s == pytest.approx(typical_duration(torch.from_numpy(waves), 80,
+                                                                8000))
+    assert info.parity["audio_max_abs"] <= 1e-4
+    assert read_model_info(fixed).audio.tempo_s == 0.3
+    sounds = waves[:4].astype(np.float32)
+    stretched = ModelRuntime(fixed, device="cpu").embed_audio(sounds)
+    plain = ModelRuntime(tiny_bundle, device="cpu").embed_audio(sounds)
+    assert not np.allclose(stretched, plain, atol=1e-3)  # the graph does stretch
+    capsys.readouterr()
+    assert main(["export", str(tiny_run), "--out", str(tmp_path / "m"), "--tempo", "auto",
+                 "--centre-items", "0"]) != 0
+    assert "--tempo auto" in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("value", ["fast", "0.01", "-1", "nan", "11"])
+def test_export_rejects_bad_tempo(tiny_run, tmp_path, capsys, value):
+    with pytest.raises(SystemExit):
+        main(["export", str(tiny_run), "--out", str(tmp_path / "m"), "--tempo", value])
+    assert "--tempo" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
