@@ -36,12 +36,20 @@ def normalise_tempo(spec: torch.Tensor, wave: torch.Tensor, hop: int, n_fft: int
     """(B, C, bins, frames) spectrogram of ``wave`` (B, samples) -> its time axis stretched
     about the centre of the heard part so that the heard part lasts ``target_s`` seconds.
     Frames drawn from beyond either end repeat the end frame (silence, in a centred clip)."""
-    batch, _, bins, frames = spec.shape
+    frames = spec.shape[3]
     count, centre_sample = active_span(wave, hop)
     factor = (target_s / (count.clamp(min=1.0) * hop / sample_rate)).clamp(
         1.0 / MAX_STRETCH, MAX_STRETCH)
     # Spectrogram frame t covers samples [t * hop, t * hop + n_fft): its centre is n_fft / 2 on.
     centre = (centre_sample - n_fft / 2) / hop / (frames - 1) * 2.0 - 1.0  # in [-1, 1]
+    return stretch_time(spec, factor, centre)
+
+
+def stretch_time(spec: torch.Tensor, factor: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """(B, C, bins, frames) -> the time axis stretched by ``factor`` (B,) about ``centre`` (B,),
+    a position in [-1, 1] over the frames: a factor above 1 draws the sound out; frames drawn
+    from beyond either end repeat the end frame. The grid is plain arithmetic, so it exports."""
+    batch, _, bins, frames = spec.shape
     out_x = torch.linspace(-1.0, 1.0, frames, dtype=spec.dtype, device=spec.device)
     source_x = centre[:, None] + (out_x[None, :] - centre[:, None]) / factor[:, None]  # (B, T)
     out_y = torch.linspace(-1.0, 1.0, bins, dtype=spec.dtype, device=spec.device)

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.nn.frontend import LogSpectrogram, lifter_matrix
+from models.nn.tempo import stretch_time
 from models.presets import Preset
 
 IMAGE_MEAN = 0.5
@@ -121,17 +122,6 @@ class FrequencyWarp(nn.Module):
         return stretch_frequency(spec - floor, factor) + floor
 
 
-def stretch_time(spec: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """(B, C, bins, frames) -> the time axis stretched about its centre by ``factor`` (B,): a
-    factor above 1 draws the sound out; frames drawn from beyond either end repeat the end."""
-    batch = spec.shape[0]
-    theta = torch.zeros(batch, 2, 3, device=spec.device)
-    theta[:, 0, 0] = 1.0 / factor
-    theta[:, 1, 1] = 1.0  # frequency axis unchanged
-    grid = F.affine_grid(theta, list(spec.shape), align_corners=True)
-    return F.grid_sample(spec, grid, padding_mode="border", align_corners=True)
-
-
 class TimeStretch(nn.Module):
     """Training-only tempo perturbation: stretch the time axis by a log-uniform random factor in
     [1 / max_tempo, max_tempo] per clip, the pitch and the formants kept. Speed perturbation
@@ -147,7 +137,7 @@ class TimeStretch(nn.Module):
             return spec
         span = math.log(self.max_tempo)
         factor = torch.exp((torch.rand(spec.shape[0], device=spec.device) * 2 - 1) * span)
-        return stretch_time(spec, factor)
+        return stretch_time(spec, factor, torch.zeros_like(factor))
 
 
 class PitchWarp(nn.Module):

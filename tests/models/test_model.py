@@ -216,11 +216,12 @@ def test_pitch_warp_moves_the_harmonics_and_keeps_the_envelope():
 
 
 def test_time_stretch_draws_a_word_out_about_the_centre_and_keeps_its_bands():
-    from models.nn.towers import TimeStretch, stretch_time
+    from models.nn.tempo import stretch_time
+    from models.nn.towers import TimeStretch
 
     spec = torch.zeros(1, 1, 4, 101)
     spec[0, 0, 2, 40:61] = 1.0  # a 21-frame "word" in band 2, centred
-    longer = stretch_time(spec, torch.tensor([1.5]))[0, 0]
+    longer = stretch_time(spec, torch.tensor([1.5]), torch.zeros(1))[0, 0]
     assert torch.equal(longer[[0, 1, 3]], torch.zeros(3, 101))  # the other bands stay silent
     active = (longer[2] > 0.5).nonzero().flatten()
     assert 29 <= len(active) <= 33 and abs(float(active.float().mean()) - 50.0) <= 1.0
