@@ -111,6 +111,8 @@ def train(name: str, speaker: str, seed: int, args: argparse.Namespace,
     run = run_dir(args.out, name, speaker, seed)
     run.parent.mkdir(parents=True, exist_ok=True)
     extra = GRID[name]
+    if args.teachers:
+        extra = [*extra, "--teachers", args.teachers.format(speaker=speaker)]
     steps = [] if "--steps" in extra else ["--steps", str(args.steps)]
     started = time.perf_counter()
     # A finished run (an earlier sweep into the same --out) is read, not trained again.
@@ -168,6 +170,10 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(GRID), help="comma-separated grid names")
     parser.add_argument("--speakers", default=",".join(SPEAKERS),
                         help="the folds to run (held-out speakers, comma-separated)")
+    parser.add_argument("--teachers", default="",
+                        help="run folders to distil into every run (avsearch train --teachers), "
+                             "with {speaker} for the fold's held-out speaker, e.g. "
+                             "'runs/s1/base/{speaker},runs/s2/base/{speaker}'")
     parser.add_argument("--deadline", type=float, default=0.0,
                         help="minutes after which no new run is started (0: none)")
     parser.add_argument("--export-best", action="store_true",

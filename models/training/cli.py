@@ -78,6 +78,13 @@ def _channels(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _run_dirs(text: str) -> tuple[str, ...]:
+    folders = tuple(part for part in text.split(",") if part)
+    if not folders:
+        raise argparse.ArgumentTypeError("expected one or more run folders, comma-separated")
+    return folders
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -179,6 +186,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="weight of that loss (default: 1)")
     parser.add_argument("--recluster-every", type=_steps, default=250, metavar="STEPS",
                         help="steps between two groupings of the training images (default: 250)")
+    parser.add_argument("--teachers", type=_run_dirs, default=(), metavar="RUN[,RUN...]",
+                        help="training run folders (of other seeds, say) whose averaged "
+                        "similarities over each batch this run is also trained toward: one "
+                        "model taught what an ensemble of them ranks (default: none)")
+    parser.add_argument("--distill-weight", type=_weight, default=1.0, metavar="W",
+                        help="weight of that loss (default: 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--eval-every", type=int, default=0,
@@ -213,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
         mil_alike=args.mil_alike, clusters=-1 if args.clusters is None else args.clusters,
         cluster_weight=args.cluster_weight,
         recluster_every=args.recluster_every,
+        teachers=args.teachers, distill_weight=args.distill_weight,
         equaliser=args.equaliser, reverb=args.reverb, mixstyle=args.mixstyle,
         temperature=args.temperature,
         seed=args.seed,

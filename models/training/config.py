@@ -43,6 +43,8 @@ class TrainConfig:
     # -1: the preset's
     cluster_weight: float = 1.0  # weight of that loss beside the embedding loss
     recluster_every: int = 250  # steps between two clusterings of the training images
+    teachers: tuple[str, ...] = ()  # run folders whose averaged batch similarities are taught
+    distill_weight: float = 1.0  # weight of that loss beside the embedding loss
     seed: int = 0
     device: str = "auto"
     eval_every: int = 0  # steps between held-out evaluations; 0: once per epoch

@@ -38,6 +38,13 @@ from models.training.config import TrainConfig
 from models.training.data import PairSet, load_pairs
 from models.training.distractors import distractor_waves
 from models.training.embed import embed_images, embed_waves, images_to_tensor
+from models.training.teachers import (
+    TeacherBank,
+    distill_loss,
+    embed_pairs,
+    load_teachers,
+    teacher_targets,
+)
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -126,6 +133,8 @@ class Trainer:
         self.order: torch.Tensor | None = None  # this epoch's shuffled item order
         self.cursor = 0  # position in it
         self.clusters: Clusters | None = None  # the image groups the sounds are taught
+        self.teachers = load_teachers(tuple(config.teachers), self.preset, self.device)
+        self.bank: TeacherBank | None = None  # the teachers' embeddings of the training pairs
 
     # -- data ---------------------------------------------------------------------------------
     def load_data(self) -> None:
@@ -139,6 +148,10 @@ class Trainer:
         )
         self.pairs: PairSet = load_pairs(self.config.corpus, train, self.spec, self.progress)
         self.fit_groups_to(int(self.pairs.single.sum()))
+        if self.teachers:
+            self.bank = embed_pairs(self.teachers, self.pairs.images, self.pairs.waves)
+            log.info("%d teachers embedded the %d training pairs", len(self.teachers),
+                     len(self.pairs))
         held_out = split_items(items, self.config.eval_split)
         self.retrieval = load_retrieval_set(self.config.corpus, held_out, self.spec, self.progress)
         self.scenes = load_scene_set(self.config.corpus, held_out, self.spec, self.progress)
@@ -202,6 +215,12 @@ class Trainer:
         loss = main + self.config.loc_weight * loc
         parts = {"main": main.item(), "mil": loc.item(),
                  "temperature": 1.0 / self.model.inverse_temperature().item()}
+        if self.bank is not None and int(keep.sum()) >= 2:
+            targets = teacher_targets(self.bank, index[single].to(device))
+            taught = distill_loss(self.model.inverse_temperature(), image_emb[keep],
+                                  audio_emb[keep], targets)
+            loss = loss + self.config.distill_weight * taught
+            parts["distill"] = taught.item()
         if self.clusters is not None and int(keep.sum()):
             grouped = cluster_loss(audio_emb[keep], self.clusters.centres,
                                    self.clusters.assignments[index][keep.cpu()])
