@@ -1,9 +1,10 @@
 """Tempo normalisation: each sound's spectrogram stretched in time so that the part of it that
 is heard lasts a set duration, the pitch kept.
 
-Speakers say the same word at different tempos: the active part of a spoken digit lasts a
-median 0.21-0.61 s by speaker in the digits data, up to 1.6x apart for one word, beyond the
-tempo that training's speed perturbation covers. Stretching every sound to the training sounds'
+Speakers say the same word at different tempos: over all ten words the heard part of a spoken
+digit lasts a median 0.27-0.45 s by speaker in the digits data (1.7x apart), and one word's
+medians lie further apart still (0.15-0.62 s over the words and speakers), beyond the tempo
+that training's speed perturbation covers. Stretching every sound to the training sounds'
 typical duration before the tower takes away most of that difference (docs/benchmarks.md,
 "Tempo"). Everything here is fixed arithmetic on the batch, so it exports to ONNX (``GridSample``
 for the stretch) and each sound is computed alone.

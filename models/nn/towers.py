@@ -125,8 +125,8 @@ class FrequencyWarp(nn.Module):
 class TimeStretch(nn.Module):
     """Training-only tempo perturbation: stretch the time axis by a log-uniform random factor in
     [1 / max_tempo, max_tempo] per clip, the pitch and the formants kept. Speed perturbation
-    moves tempo and pitch together; speakers' tempos differ on their own, by up to 1.6x between
-    the four voices of the digits data (docs/benchmarks.md). A no-op in eval mode."""
+    moves tempo and pitch together; speakers' tempos differ on their own, by 1.7x between the
+    four voices of the digits data (docs/benchmarks.md, "Tempo"). A no-op in eval mode."""
 
     def __init__(self, max_tempo: float) -> None:
         super().__init__()
