@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -36,6 +37,20 @@ def _wait_ready(base_url: str, process: subprocess.Popen, in_a_row: int = 1) -> 
             ready = 0
         if not ready:
             time.sleep(0.2)
+
+
+def _answered(base_url: str, send: Callable[[httpx.Client], httpx.Response]) -> httpx.Response:
+    """``send`` on a fresh connection until a loaded process answers it. With several processes,
+    one that only begins to take connections after the others are ready is still loading, and
+    answers 503 ``not_ready`` with a Retry-After, which a client is to retry."""
+    deadline = time.monotonic() + 60
+    while True:
+        with httpx.Client(base_url=base_url, timeout=60) as fresh:
+            answer = send(fresh)
+        if answer.status_code != 503 or answer.json()["error"]["code"] != "not_ready":
+            return answer
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.2)
 
 
 def test_serve_from_environment_variables(service_index: Path, service_corpus: Path) -> None:
@@ -70,18 +85,18 @@ def test_several_processes_share_one_port_and_the_jobs(own_index: Path,
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             _wait_ready(str(client.base_url), process, in_a_row=8)
-            pair = of_kind(service_corpus, "pair")[0]
+            base = str(client.base_url)
+            image = upload(service_corpus / of_kind(service_corpus, "pair")[0]["image"])
             for _ in range(6):  # new connections: the kernel spreads them over the processes
-                with httpx.Client(base_url=client.base_url, timeout=60) as fresh:
-                    answer = fresh.post("/v1/search", files=upload(service_corpus / pair["image"]))
-                    assert answer.status_code == 200, answer.text
+                answer = _answered(base, lambda fresh: fresh.post("/v1/search", files=image))
+                assert answer.status_code == 200, answer.text
             job = client.post("/v1/admin/reindex", headers=auth).json()
             deadline = time.monotonic() + 120
             state = "queued"
             while state not in ("succeeded", "failed"):
                 assert time.monotonic() < deadline, "the reindex did not finish"
-                with httpx.Client(base_url=client.base_url, timeout=60) as fresh:
-                    seen = fresh.get(f"/v1/admin/jobs/{job['id']}", headers=auth)
+                seen = _answered(base, lambda fresh: fresh.get(f"/v1/admin/jobs/{job['id']}",
+                                                               headers=auth))
                 assert seen.status_code == 200, seen.text
                 state = seen.json()["state"]
                 time.sleep(0.2)
@@ -89,10 +104,8 @@ def test_several_processes_share_one_port_and_the_jobs(own_index: Path,
             build_id = seen.json()["build_id"]
             deadline = time.monotonic() + 30
             while True:  # the other process picks the new version up by itself
-                ids = set()
-                for _ in range(4):
-                    with httpx.Client(base_url=client.base_url, timeout=60) as fresh:
-                        ids.add(fresh.get("/readyz").json()["index"]["build_id"])
+                ids = {_answered(base, lambda fresh: fresh.get("/readyz")).json()["index"]
+                       ["build_id"] for _ in range(4)}
                 if ids == {build_id}:
                     break
                 assert time.monotonic() < deadline, ids
