@@ -35,10 +35,14 @@ class Job:
     held_out: str
     voices: tuple[str, ...]
     takes: int
+    seed: int
 
     @property
     def name(self) -> str:
-        return f"{self.held_out}-{'+'.join(self.voices)}-t{self.takes}"
+        """The run's folder: -sN for a seed other than 0, so that seeds never share finished
+        steps."""
+        seed = f"-s{self.seed}" if self.seed else ""
+        return f"{self.held_out}-{'+'.join(self.voices)}-t{self.takes}{seed}"
 
 
 def parse_conditions(text: str) -> list[tuple[int, int]]:
@@ -56,14 +60,15 @@ def parse_conditions(text: str) -> list[tuple[int, int]]:
     return conditions
 
 
-def plan(speakers: list[str], conditions: list[tuple[int, int]], subsets: int) -> list[Job]:
+def plan(speakers: list[str], conditions: list[tuple[int, int]], subsets: int,
+         seed: int) -> list[Job]:
     """The first ``subsets`` choices of K training voices for every fold and condition."""
     jobs = []
     for count, takes in conditions:
         for held_out in speakers:
             others = [s for s in SPEAKERS if s != held_out]
             for voices in list(itertools.combinations(others, count))[:subsets]:
-                jobs.append(Job(held_out, voices, takes))
+                jobs.append(Job(held_out, voices, takes, seed))
     return jobs
 
 
@@ -81,7 +86,7 @@ def run(job: Job, args: argparse.Namespace) -> dict | None:
           "--overwrite")),
         (run_dir / "run.json",
          ("train", "--corpus", str(corpus), "--out", str(run_dir), "--device", args.device,
-          "--threads", str(args.threads), "--seed", str(args.seed), "--steps", str(args.steps),
+          "--threads", str(args.threads), "--seed", str(job.seed), "--steps", str(args.steps),
           "--eval-every", str(args.steps), "--quiet")),
         (model / "model.json", ("export", str(run_dir), "--out", str(model))),
         (verdict, ("eval", "--model", str(model), "--corpus", str(out / f"corpus-{job.held_out}"),
@@ -138,7 +143,7 @@ def main() -> None:
         raise SystemExit(f"--speakers: choose among {', '.join(SPEAKERS)}")
     if args.subsets < 1:
         raise SystemExit("--subsets must be 1 or more")
-    jobs = plan(speakers, parse_conditions(args.conditions), args.subsets)
+    jobs = plan(speakers, parse_conditions(args.conditions), args.subsets, args.seed)
     started = time.monotonic()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(len(speakers)) as pool:
