@@ -20,7 +20,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from models.export import AudioGraph, ImageGraph
+from models.export import DEFAULT_SPEEDS, AudioGraph, ImageGraph
 from models.nn.losses import infonce_loss, mil_loss, roll_negatives
 from models.nn.model import AVModel
 from models.presets import get_preset
@@ -163,7 +163,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name in presets:
         print(bench_spectrogram(name, args.repeats), flush=True)
-    speeds = (0.9, 1.0, 1.1)
+    speeds = DEFAULT_SPEEDS
     print(f"\n| preset | batch | audio graph ms | with --speeds {','.join(map(str, speeds))} ms "
           "| ratio |")
     print("|---|---|---|---|---|")
