@@ -12,7 +12,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import time
+import timeit
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +24,9 @@ BATCHES = (1, 32)
 
 
 def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    """The fastest of ``repeats`` calls after a warm-up (the least disturbed by other load)."""
+    fn()
+    return min(timeit.repeat(fn, number=1, repeat=repeats))
 
 
 def inputs(runtime: ModelRuntime, batch: int, rng: np.random.Generator):
