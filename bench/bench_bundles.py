@@ -29,7 +29,9 @@ def best_time(fn, repeats: int) -> float:
     return min(timeit.repeat(fn, number=1, repeat=repeats))
 
 
-def inputs(runtime: ModelRuntime, batch: int, rng: np.random.Generator):
+def inputs(runtime: ModelRuntime, batch: int):
+    """Random images and sounds of the bundle's shapes, the same for every bundle alike."""
+    rng = np.random.default_rng(batch)
     size = runtime.image_size
     images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
     samples = round(runtime.sample_rate * runtime.window_s)
@@ -43,12 +45,11 @@ def bundle_size_mb(model_dir: Path) -> float:
 
 def measure(runtimes: dict[str, ModelRuntime], repeats: int, rounds: int) -> dict:
     """{(name, tower, batch): best seconds}, the bundles taking turns ``rounds`` times."""
-    rng = np.random.default_rng(0)
     best: dict[tuple[str, str, int], float] = {}
     for _ in range(rounds):
         for batch in BATCHES:
             for name, runtime in runtimes.items():
-                images, waves = inputs(runtime, batch, rng)
+                images, waves = inputs(runtime, batch)
                 timings = {
                     "image": best_time(lambda r=runtime, x=images: r.embed_images(x), repeats),
                     "audio": best_time(lambda r=runtime, x=waves: r.embed_audio(x), repeats),
@@ -66,9 +67,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    folders = [Path(folder) for folder in args.models.split(",") if folder]
+    folders = list(dict.fromkeys(Path(folder) for folder in args.models.split(",") if folder))
     if len(folders) < 2:
-        raise SystemExit("--models needs two bundles or more, comma-separated")
+        raise SystemExit("--models needs two different bundles or more, comma-separated")
     try:
         runtimes = {str(folder): ModelRuntime(folder, device="cpu", intra_op_threads=1)
                     for folder in folders}

@@ -44,7 +44,8 @@ PARITY_TOLERANCE = 1e-4
 # The audio graph's playback speeds (see AudioGraph): five spread over the training's speed
 # perturbation (0.75-1.3), about 15% apart. Against 0.9,1,1.1, on twelve unseen-voice fold runs,
 # they gain nDCG@30 audio->audio on every run (+0.009 on the mean) and audio->image on ten
-# (+0.006), for 5/3 of that audio compute (docs/benchmarks.md, "A wider speed ensemble");
+# (+0.006), for about twice that audio compute (6.3 plain passes' time against 3.3-3.5,
+# docs/benchmarks.md, "A wider speed ensemble");
 # `--speeds 1` exports one plain pass.
 DEFAULT_SPEEDS = (0.75, 0.87, 1.0, 1.15, 1.3)
 

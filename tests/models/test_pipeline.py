@@ -7,6 +7,7 @@ import pytest
 
 from models.bundle import read_model_info
 from models.cli import main
+from models.export import DEFAULT_SPEEDS
 from models.runtime import ModelRuntime
 
 
@@ -270,7 +271,7 @@ def test_export_with_speeds_averages_over_played_versions(tiny_run, tiny_bundle,
     info = read_model_info(out)
     assert info.audio.speeds == [1.1, 0.9, 1.0] and info.parity["audio_max_abs"] <= 1e-4
     assert read_model_info(plain).audio.speeds == [1.0]
-    assert read_model_info(tiny_bundle).audio.speeds == [0.75, 0.87, 1.0, 1.15, 1.3]  # default
+    assert read_model_info(tiny_bundle).audio.speeds == list(DEFAULT_SPEEDS)
     # Tones in a short burst: played faster or slower they change pitch and length.
     t = np.arange(8000) / 8000
     burst = np.exp(-((t - 0.5) / 0.1) ** 2)
@@ -326,7 +327,7 @@ def test_export_over_a_bundle_keeps_its_other_files(tiny_run, tmp_path):
     (out / "notes").mkdir()
     (out / "notes" / "a.txt").write_text("kept")
     assert main(["export", str(tiny_run), "--out", str(out)]) == 0
-    assert read_model_info(out).audio.speeds == [0.75, 0.87, 1.0, 1.15, 1.3]  # new export
+    assert read_model_info(out).audio.speeds == list(DEFAULT_SPEEDS)  # the new export
     assert (out / "README.md").read_text() == "how this model was made"
     assert (out / "notes" / "a.txt").read_text() == "kept"
 
