@@ -6,7 +6,7 @@ spectrogram inside the audio graph (a fixed DFT convolution, as shipped, and ONN
 the audio graph exported with a speed ensemble (``avsearch export --speeds``) against
 the plain one, and measures training throughput (samples/s) of each preset.
 
-Usage: python bench/bench_embedding.py [--presets digits,paper] [--repeats 5]
+Usage: python bench/bench_embedding.py [--presets digits,paper] [--repeats 5] [--speeds S1,S2,...]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from models.export import DEFAULT_SPEEDS, AudioGraph, ImageGraph
+from models.export_cli import speeds as speed_list
 from models.nn.losses import infonce_loss, mil_loss, roll_negatives
 from models.nn.model import AVModel
 from models.presets import get_preset
@@ -109,20 +110,25 @@ def bench_spectrogram(preset_name: str, repeats: int) -> str:
             f"{stft_s * 1e3:7.2f} | {stft_s / dft_s:5.2f} |")
 
 
-def bench_speeds(preset_name: str, speeds: tuple[float, ...], repeats: int) -> list[str]:
-    """The audio graph as exported with ``--speeds`` against the plain one, in ONNX Runtime."""
+def bench_speeds(preset_name: str, speed_sets: list[tuple[float, ...]], repeats: int
+                 ) -> list[str]:
+    """The audio graph as exported with each ``--speeds`` set against the plain one, in ONNX
+    Runtime, the graphs taking turns on the same inputs."""
     preset = get_preset(preset_name)
     tower, samples = AVModel(preset).eval().audio, preset.audio.num_samples
-    plain = onnx_session(AudioGraph(tower, preset.audio).eval(), torch.randn(2, samples), "audio")
-    ensemble = onnx_session(AudioGraph(tower, preset.audio, speeds).eval(), torch.randn(2, samples),
-                            "audio")
+    example = torch.randn(2, samples)
+    plain = onnx_session(AudioGraph(tower, preset.audio).eval(), example, "audio")
+    ensembles = [onnx_session(AudioGraph(tower, preset.audio, speeds).eval(), example, "audio")
+                 for speeds in speed_sets]
     rows = []
     for batch in (1, 32):
         x = (torch.randn(batch, samples) * 0.1).numpy()
         plain_s = best_time(lambda x=x: plain.run(None, {"audio": x}), repeats)
-        ensemble_s = best_time(lambda x=x: ensemble.run(None, {"audio": x}), repeats)
-        rows.append(f"| {preset_name} | {batch} | {plain_s * 1e3:7.2f} | "
-                    f"{ensemble_s * 1e3:7.2f} | {ensemble_s / plain_s:5.2f} |")
+        for speeds, ensemble in zip(speed_sets, ensembles, strict=True):
+            ensemble_s = best_time(lambda x=x, e=ensemble: e.run(None, {"audio": x}), repeats)
+            rows.append(f"| {preset_name} | {batch} | {plain_s * 1e3:7.2f} | "
+                        f"{','.join(map(str, speeds))} | {ensemble_s * 1e3:7.2f} | "
+                        f"{ensemble_s / plain_s:5.2f} |")
     return rows
 
 
@@ -150,6 +156,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="digits,paper")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--speeds", type=speed_list, action="append", metavar="S1,S2,...",
+                        help="a speed ensemble to time against the plain audio graph (again for "
+                        "more; default: the export's)")
     args = parser.parse_args()
     presets = args.presets.split(",")
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
@@ -163,12 +172,11 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name in presets:
         print(bench_spectrogram(name, args.repeats), flush=True)
-    speeds = DEFAULT_SPEEDS
-    print(f"\n| preset | batch | audio graph ms | with --speeds {','.join(map(str, speeds))} ms "
-          "| ratio |")
-    print("|---|---|---|---|---|")
+    speed_sets = args.speeds or [DEFAULT_SPEEDS]
+    print("\n| preset | batch | audio graph ms | --speeds | with them ms | ratio |")
+    print("|---|---|---|---|---|---|")
     for name in presets:
-        for row in bench_speeds(name, speeds, args.repeats):
+        for row in bench_speeds(name, speed_sets, args.repeats):
             print(row, flush=True)
     print("\n| preset | batch | training samples/s (forward + backward + Adam) |")
     print("|---|---|---|")

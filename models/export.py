@@ -41,13 +41,13 @@ from models.presets import AudioSpec, Preset
 log = logging.getLogger(__name__)
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
-# The audio graph's playback speeds (see AudioGraph): five spread over the training's speed
-# perturbation (0.75-1.3), about 15% apart. Against 0.9,1,1.1, on twelve unseen-voice fold runs,
-# they gain nDCG@30 audio->audio on every run (+0.009 on the mean) and audio->image on ten
-# (+0.006), for about twice that audio compute (6.3 plain passes' time against 3.3-3.5,
-# docs/benchmarks.md, "A wider speed ensemble");
-# `--speeds 1` exports one plain pass.
-DEFAULT_SPEEDS = (0.75, 0.87, 1.0, 1.15, 1.3)
+# The audio graph's playback speeds (see AudioGraph): the ends and the middle of the training's
+# speed perturbation (0.75-1.3). On twelve unseen-voice fold runs they gain nDCG@30 over
+# 0.9,1,1.1 (audio->audio +0.005, audio->image +0.003 on the mean) at the same cost; five
+# speeds over the range gain about as much again (0.75,0.87,1,1.15,1.3: +0.009, +0.006) but
+# cost the service its audio latency goal on two cores (docs/benchmarks.md, "A wider speed
+# ensemble" and "Service under load"). `--speeds 1` exports one plain pass.
+DEFAULT_SPEEDS = (0.75, 1.0, 1.3)
 
 
 def centred(embedding: torch.Tensor, centre: torch.Tensor | None) -> torch.Tensor:
@@ -99,7 +99,7 @@ class AudioGraph(nn.Module):
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
         """One pass: the tower, on the spectrogram stretched to ``tempo_s`` when it is set."""
-        spec = self.tower.frontend(wave)
+        spec = self.tower.frontend(wave, exact_log=True)
         if self.tempo_s:
             spec = normalise_tempo(spec, wave, self.audio.hop_length, self.audio.n_fft,
                                    self.audio.sample_rate, self.tempo_s)
@@ -109,8 +109,11 @@ class AudioGraph(nn.Module):
         if self.speeds == (1.0,):
             return centred(self.embed(audio), self.centre)
         samples = self.audio.num_samples
-        total = sum(self.embed(play_at(audio, speed, samples)) for speed in self.speeds)
-        return centred(F.normalize(total, dim=1), self.centre)
+        # Every speed's version in one batch through one pass of the tower: about a fifth less
+        # time in ONNX Runtime than a pass per speed (docs/benchmarks.md, "Service under load").
+        waves = torch.cat([play_at(audio, speed, samples) for speed in self.speeds])
+        embeddings = self.embed(waves).reshape(len(self.speeds), audio.shape[0], -1)
+        return centred(F.normalize(embeddings.sum(0), dim=1), self.centre)
 
 
 def mean_embedding(graph: nn.Module, batches: Iterable[np.ndarray]) -> torch.Tensor | None:
@@ -132,12 +135,15 @@ def play_at(audio: torch.Tensor, speed: float, length: int) -> torch.Tensor:
     Written as two gathers at fixed positions with fixed weights (see :func:`playback_taps`)
     rather than a resize: every sample of the batch is then computed alone, so an embedding
     does not depend on which other sounds share its batch (the local and the Ray index builds
-    batch differently and must agree bit for bit).
+    batch differently and must agree bit for bit). ``torch.gather`` exports as GatherElements,
+    which ONNX Runtime runs several times faster than the Gather that indexing exports as.
     """
     if speed == 1.0:
         return audio
     first, second, w_first, w_second = (torch.from_numpy(a) for a in playback_taps(speed, length))
-    return audio[:, first] * w_first + audio[:, second] * w_second
+    rows = (audio.shape[0], length)
+    return (torch.gather(audio, 1, first.expand(rows)) * w_first
+            + torch.gather(audio, 1, second.expand(rows)) * w_second)
 
 
 def playback_taps(speed: float, length: int

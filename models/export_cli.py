@@ -52,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the audio graph embeds each sound played at these speeds (pitch "
                         "and tempo together) and averages: less of the speaker's voice in the "
                         "embedding, at that many times the audio compute (default: "
-                        "0.75,0.87,1,1.15,1.3, the training's speed range; 1 for one plain "
-                        "pass)")
+                        "0.75,1,1.3, the ends and middle of the training's speed range; 1 for "
+                        "one plain pass)")
     parser.add_argument("--tempo", type=tempo, default=0.0, metavar="SECONDS|auto",
                         help="stretch each sound in time, its pitch kept, so that its heard "
                         "part lasts this long before the tower (auto: the median over the "

@@ -112,7 +112,11 @@ class LogSpectrogram(nn.Module):
         recursion = smoother_matrix(spec.num_frames, PCEN_SMOOTHING) if spec.pcen else None
         self.register_buffer("recursion", recursion, persistent=False)
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+    def forward(self, wave: torch.Tensor, exact_log: bool = False) -> torch.Tensor:
+        """``exact_log``: take the log in float64 (the exported graphs do). ONNX Runtime's float32
+        Log splits a large tensor between its threads, and an element that falls in a thread's
+        scalar tail rather than its vector body comes out an ulp apart: the same sound would
+        embed differently in batches of different sizes. Its float64 Log has no such split."""
         spectrum = nn.functional.conv1d(wave[:, None, :], self.kernel, stride=self.hop_length)
         real, imag = spectrum[:, : self.num_dft_bins], spectrum[:, self.num_dft_bins :]
         power = real * real + imag * imag
@@ -123,7 +127,9 @@ class LogSpectrogram(nn.Module):
         if self.recursion is not None:
             features = self.pcen(power)
         else:
-            db = 10.0 * torch.log10(power + 1e-10)
+            floored = power + 1e-10
+            db = 10.0 * (torch.log10(floored.double()).float() if exact_log
+                         else torch.log10(floored))
             peak = torch.amax(db, dim=(1, 2), keepdim=True)
             features = torch.clamp(db - peak, min=-self.top_db)
         if self.smooth is not None:

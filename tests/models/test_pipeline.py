@@ -362,18 +362,20 @@ def test_export_rejects_bad_speeds(tiny_run, tmp_path, capsys, value):
     assert not (tmp_path / "m").exists()
 
 
-def test_an_embedding_does_not_depend_on_the_rest_of_its_batch(tiny_bundle):
-    # The local and the Ray index builds batch items differently and must agree bit for bit,
-    # speed ensemble (the default) included.
+def test_an_embedding_does_not_depend_on_its_batch_or_threads(tiny_bundle):
+    # The local and the Ray index builds batch items differently, on machines with different
+    # core counts, and must agree bit for bit, speed ensemble (the default) included.
     rng = np.random.default_rng(1)
     waves = rng.normal(0, 0.1, (9, 8000)).astype(np.float32)
     frames = rng.integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
-    whole = ModelRuntime(tiny_bundle, device="cpu", batch_size=64)
-    for size in (1, 4):
-        runtime = ModelRuntime(tiny_bundle, device="cpu", batch_size=size)
-        assert np.array_equal(runtime.embed_audio(waves), whole.embed_audio(waves))
-        assert np.array_equal(runtime.embed_images(frames).embeddings,
-                              whole.embed_images(frames).embeddings)
+    whole = ModelRuntime(tiny_bundle, device="cpu", batch_size=64, intra_op_threads=1)
+    audio, images = whole.embed_audio(waves), whole.embed_images(frames).embeddings
+    for threads in (2, 3):
+        for size in (1, 2, 3, 4, 5, 64):  # row counts that split differently between threads
+            runtime = ModelRuntime(tiny_bundle, device="cpu", batch_size=size,
+                                   intra_op_threads=threads)
+            assert np.array_equal(runtime.embed_audio(waves), audio), (threads, size)
+            assert np.array_equal(runtime.embed_images(frames).embeddings, images), (threads, size)
 
 
 def test_runtime_embeds_any_batch_size(tiny_bundle, tiny_corpus):
