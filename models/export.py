@@ -99,7 +99,7 @@ class AudioGraph(nn.Module):
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
         """One pass: the tower, on the spectrogram stretched to ``tempo_s`` when it is set."""
-        spec = self.tower.frontend(wave, exact_log=True)
+        spec = self.tower.frontend.spectrogram(wave, exact_log=True)
         if self.tempo_s:
             spec = normalise_tempo(spec, wave, self.audio.hop_length, self.audio.n_fft,
                                    self.audio.sample_rate, self.tempo_s)

@@ -112,7 +112,10 @@ class LogSpectrogram(nn.Module):
         recursion = smoother_matrix(spec.num_frames, PCEN_SMOOTHING) if spec.pcen else None
         self.register_buffer("recursion", recursion, persistent=False)
 
-    def forward(self, wave: torch.Tensor, exact_log: bool = False) -> torch.Tensor:
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.spectrogram(wave, exact_log=False)
+
+    def spectrogram(self, wave: torch.Tensor, exact_log: bool) -> torch.Tensor:
         """``exact_log``: take the log in float64 (the exported graphs do). ONNX Runtime's float32
         Log splits a large tensor between its threads, and an element that falls in a thread's
         scalar tail rather than its vector body comes out an ulp apart: the same sound would
