@@ -14,7 +14,8 @@ uploads rotate through real files) and each C. A cell has a warm-up, then runs `
 ``--max-requests``, whichever ends first. Errors: non-200 answers and exceptions. Memory: the
 server's VmRSS after each cell and VmHWM (peak RSS since it started). Prints one Markdown table
 and whether issue 4's goals are met (C=8: p99 <= 50 ms for audio and image, <= 100 ms for clips;
-zero errors); exits non-zero only when the bench itself fails.
+zero errors), and each other kind's p50 and p99 as a ratio to the image queries' of the same run
+(the host's noise moves both alike); exits non-zero only when the bench itself fails.
 
 Usage: python bench/bench_service.py [--items 100000] [--cache out/bench-service]
            [--seconds 10] [--max-requests 2000] [--concurrency 1,8,32] [--kinds audio,image,clip]
@@ -308,11 +309,24 @@ def verdict(cells: list[Cell]) -> list[str]:
             met = "met" if c.pct(99) <= goal else "NOT met"
             lines.append(f"- {c.kind}, C={c.concurrency}: p99 {c.pct(99):.1f} ms "
                          f"(goal <= {goal:.0f} ms): {met}")
+    lines += against_image(cells)
     errors = sum(c.errors for c in cells)
     lines.append(f"- errors: {errors} (goal 0): {'met' if errors == 0 else 'NOT met'}")
     lines += [f"  - first error, {c.kind} C={c.concurrency}: {c.first_error}"
               for c in cells if c.errors]
     return lines
+
+
+def against_image(cells: list[Cell]) -> list[str]:
+    """Each other kind's latency as a ratio to the image queries' at the same concurrency: the
+    host's noise moves both cells of a run alike, so the ratio says what the kind itself costs
+    (the audio graph's speed ensemble, say) where an absolute p99 drifts by several ms."""
+    images = {c.concurrency: c for c in cells if c.kind == "image"}
+    return [f"- {c.kind} / image at C={c.concurrency} (same run): p50 "
+            f"{c.pct(50) / images[c.concurrency].pct(50):.2f}x, p99 "
+            f"{c.pct(99) / images[c.concurrency].pct(99):.2f}x"
+            for c in cells if c.kind != "image" and c.concurrency in images
+            and c.requests and images[c.concurrency].requests]
 
 
 def main() -> int:
