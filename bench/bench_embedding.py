@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import time
 
 import onnxruntime as ort
 import torch
+from bench_bundles import best_time
 from torch import nn
 
 from models.export import DEFAULT_SPEEDS, AudioGraph, ImageGraph
@@ -25,16 +25,6 @@ from models.export_cli import speeds as speed_list
 from models.nn.losses import infonce_loss, mil_loss, roll_negatives
 from models.nn.model import AVModel
 from models.presets import get_preset
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def onnx_session(graph: nn.Module, example: torch.Tensor, name: str, dynamo: bool = False):
