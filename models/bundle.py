@@ -33,7 +33,18 @@ class AudioGraphInfo(BaseModel):
     input: str = "audio"
     sample_rate: int
     samples: int  # float32 (batch, samples) mono in [-1, 1]
-    outputs: list[str] = ["embedding"]
+    outputs: list[str] = ["embedding"]  # and "features" (for audio -> audio), when it has them
+    features_dim: int | None = None  # the size of "features"; None: the graph has none
+
+    @model_validator(mode="after")
+    def _features_sized(self) -> AudioGraphInfo:
+        if self.outputs not in (["embedding"], ["embedding", "features"]):
+            raise ValueError(f"audio outputs {self.outputs}: expected embedding, and "
+                             "optionally features")
+        if ("features" in self.outputs) != (self.features_dim is not None):
+            raise ValueError("features_dim must be given exactly when the audio graph has "
+                             "a features output")
+        return self
     speeds: list[float] = [1.0]  # playback speeds the graph averages embeddings over
     tempo_s: float | None = None  # heard duration each sound is stretched to first; None: as is
 

@@ -79,41 +79,80 @@ class ImageGraph(nn.Module):
 
 
 class AudioGraph(nn.Module):
-    """float32 (B, samples) mono -> embedding (B, D).
+    """float32 (B, samples) mono -> embedding (B, D), features (B, F).
 
     With ``speeds`` other than ``(1.0,)``, the sound is also played faster and slower (pitch and
     tempo together, as the training augmentation does), each version embedded, and the
     embeddings averaged: an ensemble over voices a little higher and lower than the one heard,
     which keeps less of the speaker in the embedding (docs/benchmarks.md).
+
+    ``features`` is the audio tower's pooled trunk map before the head (averaged over the
+    speeds, L2-normalised): the representation sounds are compared by for audio -> audio. The
+    head is trained to meet the image tower and keeps little beyond what a picture shows; the
+    trunk keeps how a sound sounds, and ranks another recording of the same word said by the
+    same voice much higher (docs/benchmarks.md, "The audio tower's own features"). With
+    ``features=False`` the graph has the one output, as bundles before it. Where the trunk is
+    wider or narrower than the embedding, the features are brought to the embedding's size by a
+    fixed orthonormal projection (:func:`features_projection`), so that every index of a bundle
+    holds vectors of one size; a projection of that kind keeps cosine similarities close.
     """
 
     def __init__(self, tower: AudioTower, audio: AudioSpec,
                  speeds: tuple[float, ...] = (1.0,), centre: torch.Tensor | None = None,
-                 tempo_s: float | None = None) -> None:
+                 tempo_s: float | None = None, features: bool = True) -> None:
         super().__init__()
         self.tower = tower
         self.audio = audio
         self.speeds = tuple(speeds)
         self.centre = centre
         self.tempo_s = tempo_s
+        self.features = features
+        self.projection = features_projection(tower.fc1.in_features, tower.fc2.out_features)
 
-    def embed(self, wave: torch.Tensor) -> torch.Tensor:
-        """One pass: the tower, on the spectrogram stretched to ``tempo_s`` when it is set."""
+    def pooled(self, wave: torch.Tensor) -> torch.Tensor:
+        """One pass of the tower's trunk, on the spectrogram stretched to ``tempo_s`` when it is
+        set: (B, samples) -> (B, F)."""
         spec = self.tower.frontend.spectrogram(wave, exact_log=True)
         if self.tempo_s:
             spec = normalise_tempo(spec, wave, self.audio.hop_length, self.audio.n_fft,
                                    self.audio.sample_rate, self.tempo_s)
-        return self.tower.embed(spec)
+        return self.tower.features(spec)
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+    def forward(self, audio: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if self.speeds == (1.0,):
-            return centred(self.embed(audio), self.centre)
-        samples = self.audio.num_samples
+            pooled = self.pooled(audio)
+            embedding = centred(self.tower.head(pooled), self.centre)
+            return (embedding, self.project(pooled)) if self.features else embedding
+        samples, count = self.audio.num_samples, audio.shape[0]
         # Every speed's version in one batch through one pass of the tower: about a fifth less
         # time in ONNX Runtime than a pass per speed (docs/benchmarks.md, "Service under load").
         waves = torch.cat([play_at(audio, speed, samples) for speed in self.speeds])
-        embeddings = self.embed(waves).reshape(len(self.speeds), audio.shape[0], -1)
-        return centred(F.normalize(embeddings.sum(0), dim=1), self.centre)
+        pooled = self.pooled(waves)
+        embeddings = self.tower.head(pooled).reshape(len(self.speeds), count, -1)
+        embedding = centred(F.normalize(embeddings.sum(0), dim=1), self.centre)
+        if not self.features:
+            return embedding
+        return embedding, self.project(pooled.reshape(len(self.speeds), count, -1).mean(0))
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled trunk features -> the L2-normalised ``features`` output, of the embedding's
+        size."""
+        if self.projection is not None:
+            pooled = pooled @ self.projection
+        return F.normalize(pooled, dim=1)
+
+
+def features_projection(width: int, size: int, seed: int = 0) -> torch.Tensor | None:
+    """A fixed (width, size) matrix with orthonormal columns (or rows, when the trunk is
+    narrower than the embedding), the same for every export of a preset; None where the
+    trunk's width already is the embedding's size."""
+    if width == size:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    gaussian = torch.randn(max(width, size), min(width, size), generator=generator,
+                           dtype=torch.float64)
+    basis, _ = torch.linalg.qr(gaussian)  # (max, min), orthonormal columns
+    return (basis if width > size else basis.T).float().contiguous()
 
 
 def mean_embedding(graph: nn.Module, batches: Iterable[np.ndarray]) -> torch.Tensor | None:
@@ -226,22 +265,29 @@ def write_graphs(image_graph: ImageGraph, audio_graph: AudioGraph, folder: Path,
     """Export both graphs into ``folder``; their parity with torch on ``images``/``waves``."""
     _export(image_graph, torch.from_numpy(images[:2]), folder / IMAGE_ONNX, "image",
             ["embedding", "grid"])
-    _export(audio_graph, torch.from_numpy(waves[:2]), folder / AUDIO_ONNX, "audio", ["embedding"])
+    _export(audio_graph, torch.from_numpy(waves[:2]), folder / AUDIO_ONNX, "audio",
+            audio_outputs(audio_graph))
     return {
         "image_max_abs": parity(image_graph, folder / IMAGE_ONNX, images, "image"),
         "audio_max_abs": parity(audio_graph, folder / AUDIO_ONNX, waves, "audio"),
     }
 
 
+def audio_outputs(graph: AudioGraph) -> list[str]:
+    return ["embedding", "features"] if graph.features else ["embedding"]
+
+
 def export_bundle(
     run_dir: str | Path, out_dir: str | Path, images: np.ndarray, waves: np.ndarray,
     extra: dict | None = None, speeds: tuple[float, ...] = DEFAULT_SPEEDS,
-    centring: Centring | None = None, tempo_s: float | None = None,
+    centring: Centring | None = None, tempo_s: float | None = None, features: bool = True,
 ) -> ModelInfo:
     """Write the bundle to ``out_dir`` (atomically) and check parity on ``images``/``waves``.
     ``speeds``: the audio graph's ensemble over playback speeds (see :class:`AudioGraph`);
     ``centring``: training items whose mean embeddings the graphs subtract (see :func:`centred`);
-    ``tempo_s``: the heard duration every sound is stretched to (see :mod:`models.nn.tempo`).
+    ``tempo_s``: the heard duration every sound is stretched to (see :mod:`models.nn.tempo`);
+    ``features``: whether the audio graph also gives the tower's own features (see
+    :class:`AudioGraph`; without them a bundle is as those made before they existed).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model, state = load_checkpoint(run_dir)
@@ -250,7 +296,8 @@ def export_bundle(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     image_graph = ImageGraph(model.image).eval()
-    audio_graph = AudioGraph(model.audio, preset.audio, speeds, tempo_s=tempo_s).eval()
+    audio_graph = AudioGraph(model.audio, preset.audio, speeds, tempo_s=tempo_s,
+                             features=features).eval()
     centring_info = None
     if centring is not None:
         image_graph.centre = mean_embedding(image_graph, centring.batches(centring.frames))
@@ -277,7 +324,8 @@ def export_bundle(
         image=ImageGraphInfo(size=preset.image_size, grid=preset.grid_size),
         audio=AudioGraphInfo(sample_rate=preset.audio.sample_rate,
                              samples=preset.audio.num_samples, speeds=list(speeds),
-                             tempo_s=tempo_s),
+                             tempo_s=tempo_s, outputs=audio_outputs(audio_graph),
+                             features_dim=preset.embed_dim if features else None),
         localization=LocalizationInfo(scale=model.avol.scale.item(), bias=model.avol.bias.item()),
         ave_head={"weight": model.ave.fc.weight.flatten().tolist(),
                   "bias": model.ave.fc.bias.tolist()},

@@ -53,6 +53,12 @@ class ImageEmbeddings:
     grids: np.ndarray  # float32 (N, h, w, D), L2-normalised per location
 
 
+@dataclass(frozen=True)
+class AudioEmbeddings:
+    embeddings: np.ndarray  # float32 (N, D), L2-normalised, in the space shared with images
+    features: np.ndarray | None  # float32 (N, F), L2-normalised; None: the bundle has none
+
+
 class ModelRuntime:
     """Both towers of one model bundle, as ONNX Runtime sessions."""
 
@@ -126,15 +132,26 @@ class ModelRuntime:
 
     def embed_audio(self, waves: list[np.ndarray] | np.ndarray) -> np.ndarray:
         """float32 mono windows of the bundle's length and rate -> embeddings."""
+        return self.embed_sounds(waves).embeddings
+
+    @property
+    def has_audio_features(self) -> bool:
+        """Whether the audio graph also gives the tower's own features (for audio -> audio)."""
+        return "features" in self.info.audio.outputs
+
+    def embed_sounds(self, waves: list[np.ndarray] | np.ndarray) -> AudioEmbeddings:
+        """float32 mono windows of the bundle's length and rate -> embeddings, and the audio
+        tower's own features when the bundle has them (one run of the graph gives both)."""
         batch = np.asarray(waves, dtype=np.float32)
         if batch.ndim != 2 or batch.shape[1] != self.info.audio.samples:
             raise BundleError(f"audio batch of shape {batch.shape}; this model takes "
                               f"(n, {self.info.audio.samples}) at {self.sample_rate} Hz")
-        out = [
-            self._audio.run(None, {self.info.audio.input: batch[s : s + self.batch_size]})[0]
-            for s in range(0, len(batch), self.batch_size)
-        ]
-        return np.concatenate(out)
+        runs = [self._audio.run(None, {self.info.audio.input: batch[s : s + self.batch_size]})
+                for s in range(0, len(batch), self.batch_size)]
+        embeddings = np.concatenate([run[0] for run in runs])
+        if not self.has_audio_features:
+            return AudioEmbeddings(embeddings, None)
+        return AudioEmbeddings(embeddings, np.concatenate([run[1] for run in runs]))
 
     def heat_maps(self, grids: np.ndarray, audio_emb: np.ndarray) -> np.ndarray:
         return heat_maps(grids, audio_emb, self.calibration)

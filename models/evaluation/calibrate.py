@@ -55,9 +55,9 @@ RANDOM_PER_QUERY = 30  # random pairs per query added to the fit: the low scores
 def embed_pairs(runtime: ModelRuntime, data: RetrievalSet, k: int = TOP_K,
                 random_per_query: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     image_emb = runtime.embed_images(data.images).embeddings
-    audio_emb = runtime.embed_audio(data.waves)
-    return retrieved_pairs(image_emb, audio_emb, data.image_labels, data.audio_labels, k,
-                           random_per_query)
+    sounds = runtime.embed_sounds(data.waves)
+    return retrieved_pairs(image_emb, sounds.embeddings, data.image_labels, data.audio_labels, k,
+                           random_per_query, audio_features=sounds.features)
 
 
 def fit_match_calibration(
@@ -112,7 +112,8 @@ def calibrate_bundle(model_dir: str | Path, corpus_dir: str | Path, split: str =
     if not items:
         raise CorpusError(f"no {split!r} split in {corpus_dir} to calibrate on (build the corpus "
                           "with --val-share, or name another held-out split with --split)")
-    fitted_on = {"corpus": str(corpus_dir), "split": split}
+    fitted_on = {"corpus": str(corpus_dir), "split": split,
+                 "aud-aud": "features" if runtime.has_audio_features else "embedding"}
     data = load_retrieval_set(corpus_dir, items, spec, progress)
     match = None
     if len(data.images) and len(data.waves):
@@ -141,14 +142,16 @@ def calibrate_bundle(model_dir: str | Path, corpus_dir: str | Path, split: str =
 
 
 def calibration_report(runtime: ModelRuntime, data: RetrievalSet, image_emb: np.ndarray,
-                       audio_emb: np.ndarray) -> dict | None:
+                       audio_emb: np.ndarray, audio_features: np.ndarray | None = None
+                       ) -> dict | None:
     """ECE, reliability table and the default threshold's precision and recall, on the top
-    hits among ``data`` (embedded as ``image_emb``, ``audio_emb``) in every direction the
-    bundle is calibrated for (None if it is not)."""
+    hits among ``data`` (embedded as ``image_emb``, ``audio_emb``, ``audio_features``) in every
+    direction the bundle is calibrated for (None if it is not)."""
     fit = runtime.info.match_calibration
     if fit is None or not (len(data.images) and len(data.waves)):
         return None
-    pairs = retrieved_pairs(image_emb, audio_emb, data.image_labels, data.audio_labels, TOP_K)
+    pairs = retrieved_pairs(image_emb, audio_emb, data.image_labels, data.audio_labels, TOP_K,
+                            audio_features=audio_features)
     per_direction, all_p, all_y = {}, [], []
     for direction, (scores, outcomes) in pairs.items():
         probabilities = runtime.match_probability(direction, scores)

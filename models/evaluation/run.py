@@ -42,16 +42,26 @@ def evaluate_bundle(
     result["counts"] = {"images": len(data.images), "sounds": len(data.waves)}
     if len(data.images) and len(data.waves):
         image_emb = runtime.embed_images(data.images).embeddings
-        audio_emb = runtime.embed_audio(data.waves)
+        sounds = runtime.embed_sounds(data.waves)
+        audio_emb, features = sounds.embeddings, sounds.features
         ndcg = {"random": chance_table(data.image_labels, data.audio_labels)}
         train = split_items(items, "train")
         if train and split != "train":
             ndcg["cca"] = cca_row(corpus_dir, train, spec, data, progress)
         else:
             result["notes"].append("no train split: the CCA row needs one and is left out")
-        ndcg["model"] = retrieval_table(image_emb, audio_emb, data.image_labels, data.audio_labels)
+        ndcg["model"] = retrieval_table(image_emb, audio_emb, data.image_labels, data.audio_labels,
+                                        audio_features=features)
         result["ndcg30"] = ndcg
-        report = calibration_report(runtime, data, image_emb, audio_emb)
+        if features is not None:
+            # Searches rank sounds by the audio tower's own features; the shared embedding's
+            # figure is kept beside it, for comparison with bundles that have none.
+            by_embedding = retrieval_table(image_emb, audio_emb, data.image_labels,
+                                           data.audio_labels)["aud-aud"]
+            result["aud_aud_by_embedding"] = by_embedding
+            result["notes"].append("aud-aud ranks sounds by the audio tower's own features "
+                                   f"(by the shared embedding: {by_embedding:.3f})")
+        report = calibration_report(runtime, data, image_emb, audio_emb, features)
         if report is not None:
             result["calibration"] = report
         else:

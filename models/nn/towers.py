@@ -225,9 +225,17 @@ class AudioTower(nn.Module):
 
     def embed(self, spec: torch.Tensor) -> torch.Tensor:
         """(B, C, bins, frames) spectrogram -> L2-normalised embedding (B, D)."""
+        return self.head(self.features(spec))
+
+    def features(self, spec: torch.Tensor) -> torch.Tensor:
+        """(B, C, bins, frames) spectrogram -> the trunk's pooled map (B, C') before the head."""
         features = self.input_norm(spec)
         for index, layer in enumerate(self.trunk):
             features = layer(features)
             if index in self.mix_after:
                 features = self.mixstyle(features)
-        return F.normalize(self.fc2(F.relu(self.fc1(self.pool(features)))), dim=1)
+        return self.pool(features)
+
+    def head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The pooled map -> the L2-normalised embedding shared with the image tower."""
+        return F.normalize(self.fc2(F.relu(self.fc1(pooled))), dim=1)

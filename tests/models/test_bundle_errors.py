@@ -35,6 +35,14 @@ def test_malformed_model_json(bundle_copy):
         ModelRuntime(bundle_copy)
 
 
+def test_features_without_their_size_are_refused(bundle_copy):
+    info = json.loads((bundle_copy / "model.json").read_text())
+    info["audio"]["features_dim"] = None
+    (bundle_copy / "model.json").write_text(json.dumps(info))
+    with pytest.raises(BundleError, match="features_dim"):
+        ModelRuntime(bundle_copy)
+
+
 def test_missing_graph(bundle_copy):
     (bundle_copy / "image.onnx").unlink()
     with pytest.raises(BundleError, match="missing image.onnx"):

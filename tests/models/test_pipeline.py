@@ -289,6 +289,51 @@ def test_export_with_speeds_averages_over_played_versions(tiny_run, tiny_bundle,
     assert np.abs(ensemble - expected).max() * 10 < np.abs(ensemble - single).max()
 
 
+def test_the_audio_graph_also_gives_the_towers_own_features(tiny_run, tiny_bundle):
+    import torch
+
+    from models.export import features_projection, load_checkpoint, play_at
+
+    info = read_model_info(tiny_bundle)
+    model, _ = load_checkpoint(tiny_run)
+    assert info.audio.outputs == ["embedding", "features"]
+    assert info.audio.features_dim == info.embed_dim
+    waves = np.random.default_rng(3).normal(0, 0.1, (4, 8000)).astype(np.float32)
+    runtime = ModelRuntime(tiny_bundle, device="cpu")
+    sounds = runtime.embed_sounds(waves)
+    assert runtime.has_audio_features and sounds.features is not None
+    assert sounds.features.shape == (4, info.audio.features_dim)
+    assert np.allclose(np.linalg.norm(sounds.features, axis=1), 1, atol=1e-5)
+    assert np.array_equal(sounds.embeddings, runtime.embed_audio(waves))
+    with torch.no_grad():
+        x = torch.from_numpy(waves)
+        pooled = [model.audio.features(model.audio.frontend.spectrogram(
+            play_at(x, speed, 8000), exact_log=True)) for speed in info.audio.speeds]
+    mean = sum(pooled) / len(pooled)
+    projection = features_projection(mean.shape[1], info.embed_dim)
+    if projection is not None:
+        mean = mean @ projection
+    expected = torch.nn.functional.normalize(mean, dim=1).numpy()
+    assert np.abs(sounds.features - expected).max() <= 1e-4
+    # Not the embedding under another name: the trunk before the head.
+    assert sounds.features.shape[1] != sounds.embeddings.shape[1] or \
+        not np.allclose(sounds.features, sounds.embeddings, atol=1e-2)
+
+
+@pytest.mark.parametrize(("width", "size"), [(512, 128), (64, 128)])
+def test_features_of_another_width_are_projected_keeping_their_angles(width, size):
+    import torch
+
+    from models.export import features_projection
+
+    projection = features_projection(width, size)
+    assert projection.shape == (width, size)
+    assert torch.equal(projection, features_projection(width, size))  # fixed: every export
+    gram = projection.T @ projection if width > size else projection @ projection.T
+    assert torch.allclose(gram, torch.eye(min(width, size)), atol=1e-5)
+    assert features_projection(128, 128) is None
+
+
 def test_export_centres_each_modality_on_its_training_mean(tiny_run, tiny_bundle, tiny_corpus,
                                                           tmp_path):
     from models.export_cli import training_sample
@@ -369,12 +414,14 @@ def test_an_embedding_does_not_depend_on_its_batch_or_threads(tiny_bundle):
     waves = rng.normal(0, 0.1, (9, 8000)).astype(np.float32)
     frames = rng.integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
     whole = ModelRuntime(tiny_bundle, device="cpu", batch_size=64, intra_op_threads=1)
-    audio, images = whole.embed_audio(waves), whole.embed_images(frames).embeddings
+    audio, images = whole.embed_sounds(waves), whole.embed_images(frames).embeddings
     for threads in (2, 3):
         for size in (1, 2, 3, 4, 5, 64):  # row counts that split differently between threads
             runtime = ModelRuntime(tiny_bundle, device="cpu", batch_size=size,
                                    intra_op_threads=threads)
-            assert np.array_equal(runtime.embed_audio(waves), audio), (threads, size)
+            sounds = runtime.embed_sounds(waves)
+            assert np.array_equal(sounds.embeddings, audio.embeddings), (threads, size)
+            assert np.array_equal(sounds.features, audio.features), (threads, size)
             assert np.array_equal(runtime.embed_images(frames).embeddings, images), (threads, size)
 
 
@@ -402,6 +449,9 @@ def test_eval_prints_the_table_and_writes_json(tiny_bundle, tiny_corpus, tmp_pat
     assert "random" in printed and "cca" in printed and "pointing" in printed
     result = json.loads(out.read_text())
     assert set(result["ndcg30"]) == {"random", "cca", "model"}
+    # Sounds are ranked by the audio tower's own features; the embedding's figure is kept.
+    assert 0 <= result["aud_aud_by_embedding"] <= 1
+    assert "aud-aud ranks sounds by the audio tower's own features" in printed
     for row in result["ndcg30"].values():
         assert set(row) == {"im-im", "im-aud", "aud-im", "aud-aud"}
     assert {"pointing_accuracy", "chance", "ciou50", "auc"} <= set(result["localization"])
