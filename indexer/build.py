@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 
 from indexer import bundle
-from indexer.bundle import MODALITIES, ROWIDS, FailedItem, IndexInfo
+from indexer.bundle import ROWIDS, FailedItem, IndexInfo
 from indexer.embed import (
     EmbedConfig,
     Embedded,
@@ -118,7 +118,7 @@ class Report:
         if self.version is None:
             return (f"nothing to {self.op}: {self.index_dir} holds every item already "
                     f"({info.counts['items']} items); nothing changed")
-        counts = ", ".join(f"{m} {info.counts.get(m, 0)}" for m in MODALITIES)
+        counts = ", ".join(f"{m} {info.counts.get(m, 0)}" for m in info.modalities)
         kind = f"{info.index.kind} ({info.index.factory})"
         if info.shards > 1:
             kind += f" in {info.shards} shards"
@@ -199,7 +199,7 @@ def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -
         try:
             kept = {entry.rowid: entry for entry in entries}
             _write_store(version, [kept[r] for r in done.rowids.tolist()], config.corpus)
-            vectors = {m: normalised(done.vectors[m]) for m in MODALITIES}
+            vectors = {m: normalised(v) for m, v in done.vectors.items()}
             device = _write_indices(version, params, done.rowids, vectors, gpu,
                                     config.embed.progress, config.shards, build_indices)
             info = IndexInfo(
@@ -212,7 +212,8 @@ def build(config: BuildConfig, on_shard: Callable[[Path], None] | None = None) -
                 corpus=str(Path(config.corpus).resolve()),
                 manifest_hash=manifest,
                 segments=config.segments,
-                counts=_counts(len(done.rowids)),
+                counts=_counts(len(done.rowids), vectors),
+                modalities=list(vectors),
                 index=params,
                 device=device,
                 provider=provider,
@@ -305,7 +306,7 @@ def add(config: AddConfig, on_shard: Callable[[Path], None] | None = None) -> Re
                 store.insert([kept[r] for r in done.rowids.tolist()], config.corpus)
             old_rowids = np.load(base / ROWIDS)
             rowids = np.concatenate([old_rowids, done.rowids])
-            for modality in MODALITIES:
+            for modality in info.modalities:
                 index = read_index(base / bundle.index_file(modality))
                 fresh = normalised(done.vectors[modality])
                 add_vectors(index, fresh, done.rowids, config.embed.progress)
@@ -319,7 +320,7 @@ def add(config: AddConfig, on_shard: Callable[[Path], None] | None = None) -> Re
                             if f.id not in added_ids and f.id not in added_sources]
             new_info = info.model_copy(update={
                 "build_id": build_id,
-                "counts": _counts(len(rowids)),
+                "counts": _counts(len(rowids), info.modalities),
                 "next_rowid": info.next_rowid + len(entries),
                 "failed": still_failed + failed,
                 "built_at": bundle.now_iso(),
@@ -379,7 +380,7 @@ def remove(config: RemoveConfig) -> Report:
                 store.delete(gone.tolist())
             rowids = np.load(base / ROWIDS)
             keep = ~np.isin(rowids, gone)
-            for modality in MODALITIES:
+            for modality in info.modalities:
                 vectors = np.load(base / bundle.vectors_file(modality))[keep]
                 index = _without(base / bundle.index_file(modality), info.index, gone,
                                  vectors, rowids[keep], config.progress, modality)
@@ -388,7 +389,7 @@ def remove(config: RemoveConfig) -> Report:
             np.save(version / ROWIDS, rowids[keep])
             new_info = info.model_copy(update={
                 "build_id": build_id,
-                "counts": _counts(int(keep.sum())),
+                "counts": _counts(int(keep.sum()), info.modalities),
                 "built_at": bundle.now_iso(),
                 "build_seconds": round(time.monotonic() - started, 3),
                 "history": bundle.history(info, "remove", build_id, len(gone),
@@ -458,11 +459,11 @@ def _write_indices(version: Path, params: IndexParams, rowids: np.ndarray,
                    vectors: dict[str, np.ndarray], gpu: GpuContext | None,
                    progress: bool, shards: int = 1,
                    build_indices: IndexBuilder | None = None) -> str:
-    """Both modalities' indices (``build_indices``, default the local build) and embeddings;
+    """Every modality's index (``build_indices``, default the local build) and embeddings;
     returns where FAISS built them (cpu, cuda)."""
     build_indices = build_indices or build_parts
     devices = set()
-    for modality in MODALITIES:
+    for modality in vectors:
         parts, device = build_indices(params, vectors[modality], rowids, shards, gpu, progress,
                                       modality)
         devices.add(device)
@@ -473,5 +474,5 @@ def _write_indices(version: Path, params: IndexParams, rowids: np.ndarray,
     return "cuda" if devices == {"cuda"} else "cpu"
 
 
-def _counts(items: int) -> dict[str, int]:
-    return {"items": items, **{modality: items for modality in MODALITIES}}
+def _counts(items: int, modalities: Iterable[str]) -> dict[str, int]:
+    return {"items": items, **{modality: items for modality in modalities}}

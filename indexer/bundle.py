@@ -4,9 +4,10 @@ Layout (DESIGN.md, "Index bundle")::
 
     INDEX_DIR -> INDEX_DIR.versions/<build-id>      a relative symlink, switched atomically
     INDEX_DIR.versions/
-        <build-id>/    image.faiss, audio.faiss     one CPU FAISS index per modality
+        <build-id>/    image.faiss, audio.faiss     one CPU FAISS index per modality (and
+                       audio_features.faiss         the audio tower's own features)
                        items.sqlite                 row id == FAISS id
-                       image.npy, audio.npy,        the embeddings (float32, unit rows) and
+                       image.npy, audio.npy, ...    the embeddings (float32, unit rows) and
                        rowids.npy                   their row ids, so add/remove never decode
                        index.json                   written last: a version without it is unused
         <previous>/    kept after a switch, for readers that resolved the link before it
@@ -42,6 +43,15 @@ INDEX_JSON = "index.json"
 ITEMS_DB = "items.sqlite"
 ROWIDS = "rowids.npy"
 MODALITIES: tuple[str, ...] = ("image", "audio")
+FEATURES = "audio_features"
+"""The third index of a bundle built with a model whose audio graph gives the audio tower's own
+features: what audio -> audio searches rank sounds by (models.export.AudioGraph)."""
+
+
+def modalities_of(has_audio_features: bool) -> tuple[str, ...]:
+    """The vector sets a bundle holds: image and audio, and the audio features when the
+    model gives them."""
+    return (*MODALITIES, FEATURES) if has_audio_features else MODALITIES
 _TMP_MARK = ".tmp-"
 
 
@@ -91,6 +101,7 @@ class IndexInfo(BaseModel):
     manifest_hash: str
     segments: bool
     counts: dict[str, int]  # items, and vectors per modality
+    modalities: list[str] = Field(default_factory=lambda: list(MODALITIES))  # + FEATURES
     index: IndexParams
     metric: str = "inner_product"
     device: str  # where FAISS built the indices: cpu or cuda

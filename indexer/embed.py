@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from indexer.bundle import FailedItem
+from indexer.bundle import FEATURES, FailedItem, modalities_of
 from indexer.store import Entry
-from models.errors import CorpusError, MediaError
+from models.errors import BundleError, CorpusError, MediaError
 from models.item_media import InputSpec, load_item
 from models.manifest import MANIFEST_NAME, Item, resolve
 from models.media import media_duration
@@ -157,7 +157,8 @@ def next_shard_number(folder: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
-def write_shard(folder: Path, number: int, rowids, image, audio, failed: list[tuple[int, str]]):
+def write_shard(folder: Path, number: int, rowids, vectors: dict[str, np.ndarray],
+                failed: list[tuple[int, str]]):
     """Write ``shard-NNNNN.npz`` through a temporary name: a shard on disk is always complete."""
     path = folder / f"shard-{number:05d}.npz"
     tmp = folder / f".{path.name}.{os.getpid()}.tmp"  # a retried writer elsewhere: its own
@@ -165,10 +166,9 @@ def write_shard(folder: Path, number: int, rowids, image, audio, failed: list[tu
         np.savez(
             handle,
             rowids=np.asarray(rowids, dtype=np.int64),
-            image=image,
-            audio=audio,
             failed_rowids=np.asarray([r for r, _ in failed], dtype=np.int64),
             failed_reasons=np.asarray([why for _, why in failed], dtype=np.str_),
+            **{f"vectors_{name}": v for name, v in vectors.items()},
         )
         handle.flush()
         os.fsync(handle.fileno())
@@ -185,26 +185,48 @@ class Staged:
     failed: dict[int, str]  # row id -> reason, for the failures not embedded since
 
 
-def read_staged(folder: Path, dim: int) -> Staged:
-    rowids, images, audios = [], [], []
+def read_staged(folder: Path, dim: int, modalities: Sequence[str]) -> Staged:
+    """The shards' row ids, failures and the vectors of ``modalities`` (BundleError when a
+    shard lacks one: a staging folder of another model)."""
+    rowids: list[np.ndarray] = []
+    vectors: dict[str, list[np.ndarray]] = {m: [] for m in modalities}
     failed: dict[int, str] = {}
     for path in _shards(folder):
         with np.load(path, allow_pickle=False) as shard:
+            missing = [m for m in modalities if f"vectors_{m}" not in shard.files]
+            if missing:
+                raise BundleError(f"{path} holds no {', '.join(missing)} vectors: the staging "
+                                  f"folder {folder} is not this build's; delete it")
             rowids.append(shard["rowids"])
-            images.append(shard["image"].reshape(-1, dim))
-            audios.append(shard["audio"].reshape(-1, dim))
+            for m in modalities:
+                vectors[m].append(shard[f"vectors_{m}"].reshape(-1, dim))
             failed.update(zip(shard["failed_rowids"].tolist(),
                               shard["failed_reasons"].tolist(), strict=True))
     if not rowids:
         empty = np.zeros((0, dim), dtype=np.float32)
-        return Staged(np.zeros(0, np.int64), {"image": empty, "audio": empty}, failed)
+        return Staged(np.zeros(0, np.int64), {m: empty for m in modalities}, failed)
     # A row is embedded once (resuming skips it), so the first occurrence is the only one.
     every = np.concatenate(rowids)
     unique, first = np.unique(every, return_index=True)
-    vectors = {"image": np.concatenate(images)[first], "audio": np.concatenate(audios)[first]}
     for rowid in unique.tolist():
         failed.pop(rowid, None)  # failed once, embedded on a later attempt
-    return Staged(unique.astype(np.int64), vectors, failed)
+    return Staged(unique.astype(np.int64),
+                  {m: np.concatenate(parts)[first] for m, parts in vectors.items()}, failed)
+
+
+def embed_batch(runtime: ModelRuntime, frames: np.ndarray, waves: np.ndarray
+                ) -> dict[str, np.ndarray]:
+    """Decoded frames and sounds -> each modality's vectors (the audio features too, when the
+    model gives them)."""
+    sounds = runtime.embed_sounds(waves)
+    vectors = {"image": runtime.embed_images(frames).embeddings, "audio": sounds.embeddings}
+    if sounds.features is not None:
+        vectors[FEATURES] = sounds.features
+    return vectors
+
+
+def runtime_modalities(runtime: ModelRuntime) -> tuple[str, ...]:
+    return modalities_of(runtime.has_audio_features)
 
 
 # ---------------------------------------------------------------------------- embedding
@@ -235,15 +257,15 @@ def embed_entries(
     ``on_shard`` is called with each shard's path once it is safely on disk (the tests interrupt
     a build there).
     """
-    dim = runtime.info.embed_dim
+    dim, modalities = runtime.info.embed_dim, runtime_modalities(runtime)
     spec = InputSpec(runtime.image_size, runtime.sample_rate, runtime.window_s)
-    done = read_staged(staging, dim).rowids
+    done = read_staged(staging, dim, modalities).rowids
     planned = np.asarray([entry.rowid for entry in entries], dtype=np.int64)
     todo = [entry for entry, seen in zip(entries, np.isin(planned, done), strict=True)
             if not seen]
     resumed = len(entries) - len(todo)
     shard_no = next_shard_number(staging)
-    buffer = _ShardBuffer(dim)
+    buffer = _ShardBuffer(dim, modalities)
     bar = tqdm(total=len(entries), initial=resumed, desc="embedding", unit="item",
                disable=not config.progress, dynamic_ncols=True)
     pool = ThreadPoolExecutor(config.workers) if config.workers > 1 else None
@@ -260,8 +282,7 @@ def embed_entries(
             if good:
                 frames = np.stack([frame for _, frame, _ in good])
                 waves = np.stack([wave for _, _, wave in good]).astype(np.float32)
-                buffer.add([r for r, _, _ in good], runtime.embed_images(frames).embeddings,
-                           runtime.embed_audio(waves))
+                buffer.add([r for r, _, _ in good], embed_batch(runtime, frames, waves))
             bar.update(len(batch))
             if buffer.size >= config.shard_size:
                 path = buffer.flush(staging, shard_no)
@@ -276,43 +297,43 @@ def embed_entries(
         bar.close()
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
-    return gather(staging, entries, dim, resumed)
+    return gather(staging, entries, dim, modalities, resumed)
 
 
 class _ShardBuffer:
     """The embeddings and failures since the last shard was written."""
 
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
+    def __init__(self, dim: int, modalities: Sequence[str]) -> None:
+        self.dim, self.modalities = dim, tuple(modalities)
         self.reset()
 
     def reset(self) -> None:
         self.rowids: list[int] = []
-        self.image: list[np.ndarray] = []
-        self.audio: list[np.ndarray] = []
+        self.vectors: dict[str, list[np.ndarray]] = {m: [] for m in self.modalities}
         self.failed: list[tuple[int, str]] = []
 
     @property
     def size(self) -> int:
         return len(self.rowids) + len(self.failed)
 
-    def add(self, rowids: list[int], image: np.ndarray, audio: np.ndarray) -> None:
+    def add(self, rowids: list[int], vectors: dict[str, np.ndarray]) -> None:
         self.rowids += rowids
-        self.image.append(np.asarray(image, dtype=np.float32))
-        self.audio.append(np.asarray(audio, dtype=np.float32))
+        for m in self.modalities:
+            self.vectors[m].append(np.asarray(vectors[m], dtype=np.float32))
 
     def flush(self, folder: Path, number: int) -> Path:
         empty = np.zeros((0, self.dim), dtype=np.float32)
-        image = np.concatenate(self.image) if self.image else empty
-        audio = np.concatenate(self.audio) if self.audio else empty
-        path = write_shard(folder, number, self.rowids, image, audio, self.failed)
+        vectors = {m: np.concatenate(parts) if parts else empty
+                   for m, parts in self.vectors.items()}
+        path = write_shard(folder, number, self.rowids, vectors, self.failed)
         self.reset()
         return path
 
 
-def gather(staging: Path, entries: Sequence[Entry], dim: int, resumed: int) -> Embedded:
+def gather(staging: Path, entries: Sequence[Entry], dim: int, modalities: Sequence[str],
+           resumed: int) -> Embedded:
     """What the staging folder holds for ``entries`` (the local and the Ray build end here)."""
-    staged = read_staged(staging, dim)
+    staged = read_staged(staging, dim, modalities)
     planned = {entry.rowid: entry for entry in entries}
     keep = np.isin(staged.rowids, np.fromiter(planned, dtype=np.int64, count=len(planned)))
     failures = [

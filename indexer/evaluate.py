@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.bundle import FEATURES
 from indexer.search import SearchIndex, open_index
 from models.errors import CorpusError
 from models.evaluation.dataset import load_retrieval_set, split_items
@@ -84,8 +85,11 @@ def evaluate_index(
         result["counts"] = {"images": len(data.images), "sounds": len(data.waves)}
         if len(data.images) and len(data.waves):
             queries = query_sides(held_out, data.image_labels, data.audio_labels)
+            sounds = runtime.embed_sounds(data.waves)
             vectors = {"im": runtime.embed_images(data.images).embeddings,
-                       "aud": runtime.embed_audio(data.waves)}
+                       "aud": sounds.embeddings}
+            if sounds.features is not None:
+                vectors["features"] = sounds.features
             ndcg = {"random": chance_table(data.image_labels, data.audio_labels)}
             train = split_items(items, "train")
             if train and split != "train":
@@ -127,18 +131,28 @@ def index_table(
     (approximate kinds only) recall@10 against exact search over the same rows.
 
     ``queries`` and ``vectors`` are keyed ``im`` and ``aud``: the distinct query media and
-    their embeddings, in the same order.
+    their embeddings, in the same order (and ``vectors["features"]``, the sounds' audio
+    features, which rank audio -> audio when the index holds them, as a search does).
     """
     databases = _databases(index, split)
+    routes = {name: _route(index, name, q, d, vectors) for name, (q, d, _) in DIRECTIONS.items()}
     ndcg = {
-        name: _ndcg(index, vectors[q], queries[q], databases[d], d, same, k)
+        name: _ndcg(index, routes[name][0], queries[q], databases[d], routes[name][1], same, k)
         for name, (q, d, same) in DIRECTIONS.items()
     }
     if index.params.kind == "flat":
         return ndcg, None
-    recall = {name: _recall(index, vectors[q], databases[d], d)
+    recall = {name: _recall(index, routes[name][0], databases[d], routes[name][1])
               for name, (q, d, _) in DIRECTIONS.items()}
     return ndcg, recall
+
+
+def _route(index: SearchIndex, name: str, query_side: str, db_side: str,
+           vectors: dict[str, np.ndarray]) -> tuple[np.ndarray, str]:
+    """The query vectors of a direction and the index modality they search."""
+    if name == "aud-aud" and index.has_audio_features and "features" in vectors:
+        return vectors["features"], FEATURES
+    return vectors[query_side], _MODALITY[db_side]
 
 
 def _databases(index: SearchIndex, split: str) -> dict[str, Database]:
@@ -164,7 +178,7 @@ def _databases(index: SearchIndex, split: str) -> dict[str, Database]:
     return databases
 
 
-def _ndcg(index: SearchIndex, vectors: np.ndarray, queries: Side, db: Database, db_side: str,
+def _ndcg(index: SearchIndex, vectors: np.ndarray, queries: Side, db: Database, modality: str,
           same: bool, k: int) -> float:
     """Mean nDCG@k of the index's rankings; the same definition as ``metrics.ndcg_at_k``
     (same-modality queries exclude their own medium; queries without relevant media skipped)."""
@@ -176,7 +190,7 @@ def _ndcg(index: SearchIndex, vectors: np.ndarray, queries: Side, db: Database, 
         return 0.0
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     fetch = min(len(db.rowids), (k + 1) * db.max_rows_per_key)
-    _, found = index.search(_MODALITY[db_side], vectors, fetch, restrict_to=db.rowids)
+    _, found = index.search(modality, vectors, fetch, restrict_to=db.rowids)
     db_position = {key: i for i, key in enumerate(db.keys)}
     scores = []
     for q, row in enumerate(found):
@@ -200,17 +214,17 @@ def _ndcg(index: SearchIndex, vectors: np.ndarray, queries: Side, db: Database, 
     return float(np.mean(scores)) if scores else 0.0
 
 
-def _recall(index: SearchIndex, vectors: np.ndarray, db: Database, db_side: str,
+def _recall(index: SearchIndex, vectors: np.ndarray, db: Database, modality: str,
             k: int = 10) -> float:
     """Recall@k of the index's row ids against an exact search over the same rows."""
     if not len(db.rowids):
         return 0.0
-    stored, rowids = index.vectors(_MODALITY[db_side])
+    stored, rowids = index.vectors(modality)
     keep = np.isin(rowids, db.rowids)
     candidates, candidate_ids = np.asarray(stored[keep]), np.asarray(rowids[keep])
     k = min(k, len(candidate_ids))
     similarity = vectors.astype(np.float32) @ candidates.T
     exact = candidate_ids[np.argsort(-similarity, axis=1, kind="stable")[:, :k]]
-    _, approx = index.search(_MODALITY[db_side], vectors, k, restrict_to=db.rowids)
+    _, approx = index.search(modality, vectors, k, restrict_to=db.rowids)
     hits = [len(set(a.tolist()) & set(e.tolist())) / k for a, e in zip(approx, exact, strict=True)]
     return float(np.mean(hits))

@@ -38,9 +38,11 @@ from tqdm import tqdm
 from indexer.embed import (
     EmbedConfig,
     Embedded,
+    embed_batch,
     gather,
     next_shard_number,
     read_staged,
+    runtime_modalities,
     write_shard,
 )
 from indexer.ray_config import RayConfig
@@ -73,9 +75,9 @@ def embed_on_ray(
 
     Returns the embeddings and the ONNX Runtime provider(s) the actors used.
     """
-    dim = runtime.info.embed_dim
+    dim, modalities = runtime.info.embed_dim, runtime_modalities(runtime)
     spec = InputSpec(runtime.image_size, runtime.sample_rate, runtime.window_s)
-    done = read_staged(staging, dim).rowids
+    done = read_staged(staging, dim, modalities).rowids
     planned = np.asarray([entry.rowid for entry in entries], dtype=np.int64)
     todo = [e for e, seen in zip(entries, np.isin(planned, done), strict=True) if not seen]
     resumed = len(entries) - len(todo)
@@ -85,15 +87,16 @@ def embed_on_ray(
             providers = _run(config, Path(model_dir).resolve(), device,
                              Path(corpus_dir).resolve(), todo, len(entries), resumed,
                              Path(staging).resolve(), embed, spec, on_shard)
-        _check_staged(staging, dim, todo)
+        _check_staged(staging, dim, modalities, todo)
     provider = ",".join(sorted(providers)) or runtime.provider
-    return gather(staging, entries, dim, resumed), provider
+    return gather(staging, entries, dim, modalities, resumed), provider
 
 
-def _check_staged(staging: Path, dim: int, todo: Sequence[Entry]) -> None:
+def _check_staged(staging: Path, dim: int, modalities: Sequence[str],
+                  todo: Sequence[Entry]) -> None:
     """Every entry the job ran must be in a shard here (embedded or failed): shards written on
     a node that does not share the staging folder would otherwise be lost without a word."""
-    staged = read_staged(staging, dim)
+    staged = read_staged(staging, dim, modalities)
     found = np.union1d(staged.rowids, np.fromiter(staged.failed, np.int64))
     missing = np.setdiff1d([entry.rowid for entry in todo], found)
     if len(missing):
@@ -237,16 +240,19 @@ class _Embedder:
     def __init__(self, model_dir: str, device: str, threads: int) -> None:
         self.runtime = ModelRuntime(model_dir, device=device, intra_op_threads=threads)
         self.dim = self.runtime.info.embed_dim
+        self.modalities = runtime_modalities(self.runtime)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         errors = np.asarray(batch["error"], dtype=object)
         good = np.flatnonzero(errors == "")
-        image = np.zeros((len(errors), self.dim), np.float32)
-        audio = np.zeros((len(errors), self.dim), np.float32)
+        vectors = {m: np.zeros((len(errors), self.dim), np.float32) for m in self.modalities}
         if len(good):
-            image[good] = self.runtime.embed_images(batch["frame"][good]).embeddings
-            audio[good] = self.runtime.embed_audio(batch["wave"][good].astype(np.float32))
-        return {"rowid": batch["rowid"], "image": image, "audio": audio, "error": errors,
+            embedded = embed_batch(self.runtime, batch["frame"][good],
+                                   batch["wave"][good].astype(np.float32))
+            for m in self.modalities:
+                vectors[m][good] = embedded[m]
+        return {"rowid": batch["rowid"], **{f"vectors_{m}": v for m, v in vectors.items()},
+                "error": errors,
                 "provider": np.asarray([self.runtime.provider] * len(errors), dtype=object)}
 
 
@@ -258,9 +264,9 @@ def _write_batch(batch: dict[str, np.ndarray], staging: str,
     good = errors == ""
     failed = [(int(r), str(e)) for r, e in zip(rowids[~good], errors[~good], strict=True)]
     number = first_number + int(rowids.min())
-    path = write_shard(Path(staging), number, rowids[good],
-                       np.asarray(batch["image"], np.float32)[good],
-                       np.asarray(batch["audio"], np.float32)[good], failed)
+    vectors = {key.removeprefix("vectors_"): np.asarray(value, np.float32)[good]
+               for key, value in batch.items() if key.startswith("vectors_")}
+    path = write_shard(Path(staging), number, rowids[good], vectors, failed)
     providers = sorted({str(p) for p in np.asarray(batch["provider"], dtype=object)[good]})
     return {"shard": np.asarray([str(path)], dtype=object),
             "items": np.asarray([len(rowids)], dtype=np.int64),

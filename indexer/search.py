@@ -17,8 +17,8 @@ import numpy as np
 
 from indexer import kinds
 from indexer.bundle import (
+    FEATURES,
     ITEMS_DB,
-    MODALITIES,
     ROWIDS,
     IndexInfo,
     check_model,
@@ -55,7 +55,8 @@ class SearchIndex:
         self.params = self.info.index
         # Memory-mapped read-only where the kind allows (kinds.MMAP_FLAGS): replicas on one
         # host share the pages. A sharded bundle opens as one ShardedIndex per modality.
-        self._indices = {m: _open_modality(self.root, m, self.info.shards) for m in MODALITIES}
+        self._indices = {m: _open_modality(self.root, m, self.info.shards)
+                         for m in self.info.modalities}
         for modality, index in self._indices.items():
             if index.d != self.params.dim:
                 raise BundleError(f"{self.root / index_file(modality)} holds {index.d}-d "
@@ -64,7 +65,7 @@ class SearchIndex:
         # The embeddings, memory-mapped: IVF-PQ re-scores its candidates with them.
         self._rowids = np.load(self.root / ROWIDS, mmap_mode="r")
         self._stored = {m: np.load(self.root / vectors_file(m), mmap_mode="r")
-                        for m in MODALITIES}
+                        for m in self.info.modalities}
         if len(self._rowids) > 1 and not np.all(np.diff(self._rowids) > 0):
             raise BundleError(f"{self.root / ROWIDS} is not sorted: the bundle is damaged")
         # GPU copies for unrestricted searches: one index on GPU 0, or the shards of a sharded
@@ -104,6 +105,12 @@ class SearchIndex:
         check_model(self.info, model_hash, model_dir, self.index_dir)
 
     @property
+    def has_audio_features(self) -> bool:
+        """Whether the bundle holds the audio tower's own features (audio -> audio ranks by
+        them)."""
+        return FEATURES in self._indices
+
+    @property
     def count(self) -> int:
         return self._indices["image"].ntotal
 
@@ -119,7 +126,8 @@ class SearchIndex:
         ef_search: int | None = None,
         rerank: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` nearest items of ``modality`` (``image`` or ``audio``) to each vector.
+        """The ``k`` nearest items of ``modality`` (``image``, ``audio`` or, in a bundle that
+        holds them, ``audio_features``) to each vector.
 
         Returns (scores, rowids), both (len(vectors), k), best first: scores are cosine
         similarities; rowid -1 (score -inf) pads when fewer than ``k`` items qualify.
@@ -131,7 +139,8 @@ class SearchIndex:
         it off) override the bundle's defaults for this call only.
         """
         if modality not in self._indices:
-            raise BundleError(f"unknown modality {modality!r}; use image or audio")
+            raise BundleError(f"unknown modality {modality!r}; this bundle holds "
+                              f"{', '.join(self._indices)}")
         if k < 1:
             raise BundleError(f"k must be 1 or more, not {k}")
         factor = rerank if rerank is not None else (self.params.rerank or 1)

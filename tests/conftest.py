@@ -62,3 +62,19 @@ def tiny_bundle(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     out = tmp_path_factory.mktemp("bundle") / "model"
     assert main(["export", str(tiny_run), "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def bundle_without_features(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny run exported as bundles were before the audio graph gave the audio tower's own
+    features: one audio output, so indices of two modalities and audio -> audio by the
+    embedding."""
+    import numpy as np
+
+    from models.export import export_bundle
+
+    rng = np.random.default_rng(0)
+    out = tmp_path_factory.mktemp("bundle") / "without-features"
+    export_bundle(tiny_run, out, rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8),
+                  rng.normal(0, 0.1, (4, 8000)).astype(np.float32), features=False)
+    return out

@@ -44,11 +44,11 @@ def one_line_error(err: str) -> str:
 
 
 def check_ids_agree(index_dir: Path) -> list[int]:
-    """SQLite row ids == FAISS ids (both modalities) == the stored embeddings' row ids."""
+    """SQLite row ids == FAISS ids (every modality) == the stored embeddings' row ids."""
     root = index_dir.resolve()
     with closing(sqlite3.connect(root / "items.sqlite")) as db:
         rowids = [row[0] for row in db.execute("SELECT rowid FROM items ORDER BY rowid")]
-    for modality in ("image", "audio"):
+    for modality in json.loads((root / "index.json").read_text())["modalities"]:
         index = kinds.read_index(root / f"{modality}.faiss")
         assert kinds.index_ids(index).tolist() == rowids
         assert np.load(root / f"{modality}.npy").shape == (len(rowids), 128)

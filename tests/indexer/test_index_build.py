@@ -11,6 +11,7 @@ from index_helpers import build, check_ids_agree
 from indexer.bundle import versions_dir
 from indexer.search import open_index
 from models.bundle import read_model_info
+from models.errors import BundleError
 from models.item_media import media_keys
 from models.manifest import read_manifest
 
@@ -20,19 +21,55 @@ def test_flat_bundle_layout_and_index_json(flat_index, tiny_bundle, tiny_corpus)
     version = flat_index.resolve()
     assert version.parent == versions_dir(flat_index).resolve()
     assert sorted(p.name for p in version.iterdir()) == [
-        "audio.faiss", "audio.npy", "image.faiss", "image.npy", "index.json", "items.sqlite",
-        "rowids.npy",
+        "audio.faiss", "audio.npy", "audio_features.faiss", "audio_features.npy", "image.faiss",
+        "image.npy", "index.json", "items.sqlite", "rowids.npy",
     ]
     info = json.loads((flat_index / "index.json").read_text())
     items = read_manifest(tiny_corpus)
     assert info["model_hash"] == read_model_info(tiny_bundle).content_hash
-    assert info["counts"] == {"items": len(items), "image": len(items), "audio": len(items)}
+    assert info["modalities"] == ["image", "audio", "audio_features"]
+    assert info["counts"] == {"items": len(items), "image": len(items), "audio": len(items),
+                              "audio_features": len(items)}
     assert info["index"]["kind"] == "flat" and info["index"]["factory"] == "IDMap2,Flat"
     assert info["metric"] == "inner_product" and info["device"] == "cpu"
     assert info["failed"] == [] and info["build_seconds"] > 0 and info["built_at"]
     assert info["manifest_hash"] and info["corpus"] == str(tiny_corpus.resolve())
     assert [op["op"] for op in info["history"]] == ["build"]
     assert check_ids_agree(flat_index) == list(range(len(items)))
+
+
+def test_a_model_without_audio_features_builds_two_indices(bundle_without_features,
+                                                           tiny_corpus, tmp_path):
+    from models.runtime import ModelRuntime
+
+    out = tmp_path / "index"
+    assert build(bundle_without_features, tiny_corpus, out, "--kind", "flat") == 0
+    info = json.loads((out / "index.json").read_text())
+    assert info["modalities"] == ["image", "audio"] and "audio_features" not in info["counts"]
+    assert not (out / "audio_features.faiss").exists()
+    check_ids_agree(out)
+    with open_index(out) as index:
+        assert not index.has_audio_features
+        vectors, rowids = index.vectors("audio")
+        _, found = index.search("audio", np.asarray(vectors[:3]), 1)
+        assert found[:, 0].tolist() == rowids[:3].tolist()
+        with pytest.raises(BundleError, match="holds image, audio"):
+            index.search("audio_features", np.asarray(vectors[:1]), 1)
+    runtime = ModelRuntime(bundle_without_features, device="cpu")
+    assert not runtime.has_audio_features
+    waves = np.zeros((2, 8000), np.float32)
+    assert runtime.embed_sounds(waves).features is None
+
+
+def test_the_audio_features_index_finds_each_sound_by_its_features(flat_index):
+    with open_index(flat_index) as index:
+        assert index.has_audio_features
+        features, rowids = index.vectors("audio_features")
+        embeddings, _ = index.vectors("audio")
+        assert features.shape == embeddings.shape
+        assert not np.allclose(features, embeddings)
+        _, found = index.search("audio_features", np.asarray(features[:5]), 1)
+        assert np.isin(found[:, 0], rowids).all()
 
 
 def test_item_store_rows_are_the_manifest(flat_index, tiny_corpus):

@@ -53,7 +53,8 @@ def ray_build(cluster: RayCluster, model: Path, corpus: Path, out: Path, *extra:
 
 def stored(index_dir: Path) -> dict[str, np.ndarray]:
     root = index_dir.resolve()
-    return {name: np.load(root / f"{name}.npy") for name in ("rowids", "image", "audio")}
+    return {name: np.load(root / f"{name}.npy")
+            for name in ("rowids", "image", "audio", "audio_features")}
 
 
 def eval_json(tmp_path: Path, name: str, model: Path, corpus: Path, index: Path) -> dict:
@@ -73,7 +74,7 @@ def test_ray_build_gives_the_local_bundle(ray_cluster, flat_index, tiny_bundle, 
     assert info["engine"] == "ray" and info["shards"] == 1
     assert info["provider"] == "CPUExecutionProvider"
     local, remote = stored(flat_index), stored(out)
-    for name in ("rowids", "image", "audio"):
+    for name in ("rowids", "image", "audio", "audio_features"):
         assert np.array_equal(local[name], remote[name]), name  # bit for bit
     with open_index(flat_index) as a, open_index(out) as b:
         assert a.items(a.rowids()) == b.items(b.rowids())
@@ -115,7 +116,7 @@ def test_a_killed_worker_loses_no_item(ray_cluster, flat_index, tiny_bundle, tin
         assert not Path(f"/proc/{pid}").exists()
     assert report.failed == [] and report.changed == len(read_manifest(tiny_corpus))
     local, remote = stored(flat_index), stored(tmp_path / "index")
-    for name in ("rowids", "image", "audio"):
+    for name in ("rowids", "image", "audio", "audio_features"):
         assert np.array_equal(local[name], remote[name]), name
 
 
@@ -124,7 +125,7 @@ def index_parts(index_dir: Path) -> dict[str, list[faiss.Index]]:
     root = index_dir.resolve()
     shards = json.loads((root / "index.json").read_text())["shards"]
     return {m: [kinds.read_index(root / name) for name in index_files(m, shards)]
-            for m in ("image", "audio")}
+            for m in ("image", "audio", "audio_features")}
 
 
 def assert_same_indices(local_dir: Path, ray_dir: Path) -> None:
@@ -135,7 +136,7 @@ def assert_same_indices(local_dir: Path, ray_dir: Path) -> None:
     vectors = stored(local_dir)
     queries = np.concatenate([vectors["image"], vectors["audio"]])
     local, remote = index_parts(local_dir), index_parts(ray_dir)
-    for modality in ("image", "audio"):
+    for modality in ("image", "audio", "audio_features"):
         assert len(remote[modality]) == len(local[modality])
         for number, (want, got) in enumerate(zip(local[modality], remote[modality],
                                                  strict=True)):
@@ -178,7 +179,7 @@ def test_ray_ivfpq_encoded_in_tasks_equals_the_local_index(ray_cluster, tiny_bun
     assert encoder_count(info["counts"]["items"], 2) == 2  # the merge path, not the driver's
     assert_same_indices(tmp_path / "local", tmp_path / "ray")
     local, remote = index_parts(tmp_path / "local"), index_parts(tmp_path / "ray")
-    for modality in ("image", "audio"):
+    for modality in ("image", "audio", "audio_features"):
         want, got = (faiss.extract_index_ivf(i[0]).invlists for i in (local[modality],
                                                                          remote[modality]))
         for number in range(4):
@@ -211,7 +212,8 @@ def test_bad_items_are_reported_as_in_the_local_build(ray_cluster, broken_corpus
     remote = json.loads((tmp_path / "ray" / "index.json").read_text())
     assert [f["id"] for f in remote["failed"]] == ["bad-corrupt", "bad-missing"]
     assert remote["failed"] == local["failed"]
-    assert remote["counts"] == local["counts"] == {"items": 12, "image": 12, "audio": 12}
+    assert remote["counts"] == local["counts"] == {"items": 12, "image": 12, "audio": 12,
+                                                   "audio_features": 12}
 
     def failure_lines(text: str) -> list[str]:
         lines = text.splitlines()
@@ -265,7 +267,7 @@ def test_without_an_address_the_build_starts_a_local_ray(tiny_bundle, tiny_corpu
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert json.loads((tmp_path / "ray" / "index.json").read_text())["engine"] == "ray"
     local, remote = stored(tmp_path / "local"), stored(tmp_path / "ray")
-    for name in ("rowids", "image", "audio"):
+    for name in ("rowids", "image", "audio", "audio_features"):
         assert np.array_equal(local[name], remote[name]), name
     import ray
 

@@ -69,7 +69,7 @@ def test_interrupted_build_resumes_and_the_served_bundle_survives(tiny_bundle, t
     search_works(out, 60)
 
     fresh = build(config(tiny_bundle, corpus, tmp_path / "fresh"))
-    for modality in ("image", "audio"):
+    for modality in ("image", "audio", "audio_features"):
         resumed = np.load(out / f"{modality}.npy")
         assert np.array_equal(resumed, np.load(fresh.version / f"{modality}.npy"))
 

@@ -26,7 +26,7 @@ def sharded_flat(tiny_bundle: Path, tiny_corpus: Path, tmp_path_factory) -> Path
 
 def all_queries(index_dir: Path) -> dict[str, np.ndarray]:
     with open_index(index_dir) as index:
-        return {m: np.array(index.vectors(m)[0]) for m in ("image", "audio")}
+        return {m: np.array(index.vectors(m)[0]) for m in ("image", "audio", "audio_features")}
 
 
 def test_a_sharded_bundle_holds_its_index_in_shards(sharded_flat, flat_index):
