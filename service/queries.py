@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 
+from indexer.bundle import FEATURES
 from indexer.search import SearchIndex
 from models import media
 from models.errors import AvsearchError, UnsupportedMediaError
@@ -18,6 +19,7 @@ from models.runtime import ModelRuntime
 Kind = Literal["image", "audio", "video"]
 Direction = Literal["im2aud", "aud2im", "im2im", "aud2aud"]
 Modality = Literal["image", "audio"]
+VectorSet = Literal["image", "audio", "audio_features"]
 
 SIDES: dict[str, tuple[Modality, Modality]] = {
     "im2aud": ("image", "audio"),
@@ -29,6 +31,16 @@ SIDES: dict[str, tuple[Modality, Modality]] = {
 
 DEFAULT_DIRECTION: dict[str, Direction] = {"image": "im2aud", "audio": "aud2im", "video": "aud2im"}
 """An image looks for sounds, a sound for images; a clip's sound looks for images."""
+
+
+def vector_sets(runtime: ModelRuntime, direction: Direction) -> tuple[VectorSet, VectorSet]:
+    """The vectors a search in ``direction`` compares: (the query's, the index's). Sounds are
+    compared with sounds by the audio tower's own features where the model gives them (an index
+    holds them then too: it was built with the same model); every other direction, and
+    audio -> audio with an older model, by the shared embeddings."""
+    if direction == "aud2aud" and runtime.has_audio_features:
+        return FEATURES, FEATURES
+    return SIDES[direction]
 
 
 class QueryError(AvsearchError):
@@ -98,16 +110,20 @@ def check_direction(kind: Kind, direction: Direction) -> None:
                          "image; use im2aud or im2im, or upload a sound or a clip")
 
 
-def embed(runtime: ModelRuntime, upload: Upload, side: Modality) -> np.ndarray:
-    """The (1, D) embedding of the upload's frame or sound."""
+def embed(runtime: ModelRuntime, upload: Upload, side: VectorSet) -> np.ndarray:
+    """The (1, D) embedding of the upload's frame or sound (or the sound's audio features)."""
     if side == "image":
         assert upload.frame is not None
         return runtime.embed_images([upload.frame]).embeddings
     assert upload.audio is not None
-    return runtime.embed_audio(upload.audio[None, :])
+    sounds = runtime.embed_sounds(upload.audio[None, :])
+    if side == FEATURES:
+        assert sounds.features is not None  # vector_sets asks for them only where they exist
+        return sounds.features
+    return sounds.embeddings
 
 
-def stored_vector(index: SearchIndex, rowid: int, side: Modality) -> np.ndarray:
+def stored_vector(index: SearchIndex, rowid: int, side: VectorSet) -> np.ndarray:
     """An indexed item's stored (1, D) embedding."""
     vectors, rowids = index.vectors(side)
     at = int(np.searchsorted(rowids, rowid))
@@ -116,7 +132,7 @@ def stored_vector(index: SearchIndex, rowid: int, side: Modality) -> np.ndarray:
     return np.asarray(vectors[at : at + 1], dtype=np.float32)
 
 
-def search(index: SearchIndex, vector: np.ndarray, modality: Modality, k: int,
+def search(index: SearchIndex, vector: np.ndarray, modality: VectorSet, k: int,
            exclude: int | None = None) -> list[Hit]:
     """The ``k`` best items of ``modality``; ``exclude`` leaves out one row (the query item)."""
     fetch = min(k + (exclude is not None), max(index.count, 1))

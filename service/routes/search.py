@@ -15,13 +15,13 @@ from service.links import explanation_out, hit_out, moments_out, overlay_url
 from service.matching import applied_cut, with_probabilities
 from service.queries import (
     DEFAULT_DIRECTION,
-    SIDES,
     Direction,
     check_direction,
     decode,
     embed,
     search,
     stored_vector,
+    vector_sets,
 )
 from service.schemas import ERROR_RESPONSES, ErrorResponse, QueryOut, SearchResponse, Timing
 from service.timeline import best, clip_timeline
@@ -87,7 +87,7 @@ def _search_upload(base: str, engine: Engine, data: bytes, direction: Direction 
     direction = direction or DEFAULT_DIRECTION[upload.kind]
     check_direction(upload.kind, direction)
     decoded = time.perf_counter()
-    query_side, searched = SIDES[direction]
+    query_side, searched = vector_sets(runtime, direction)
     query_grid = None
     if query_side == "image" and explain and upload.frame is not None:
         image = runtime.embed_images([upload.frame])
@@ -150,7 +150,7 @@ def _search_by_id(base: str, engine: Engine, item_id: str, direction: Direction,
     started = time.perf_counter()
     runtime = engine.runtime
     cut = applied_cut(runtime, min_probability)
-    query_side, searched = SIDES[direction]
+    query_side, searched = vector_sets(runtime, direction)
     with engine.lease() as index:
         item = index.item_by_id(item_id)
         if item is None:

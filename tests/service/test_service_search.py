@@ -6,7 +6,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from service_helpers import of_kind, upload
+from service_helpers import PRETRAINED, live_server, of_kind, upload
+
+from service.queries import stored_vector
 
 DIRECTIONS = ("im2aud", "aud2im", "im2im", "aud2aud")
 
@@ -49,6 +51,62 @@ def test_same_media_finds_itself_first(server: httpx.Client, service_corpus: Pat
         assert answer["results"][0]["score"] == pytest.approx(1.0, abs=1e-3)
         best = server.get(f"/v1/items/{answer['results'][0]['id']}").json()
         assert best["labels"] == pair["labels"]
+
+
+def test_sounds_are_compared_with_sounds_by_the_audio_features(server: httpx.Client,
+                                                               service_corpus: Path,
+                                                               service_index: Path) -> None:
+    """aud2aud scores are cosines of the audio tower's own features, not of the embeddings
+    shared with images (which rank im2aud and aud2im)."""
+    import numpy as np
+
+    from indexer.search import open_index
+    from models.media import load_audio
+    from models.runtime import ModelRuntime
+
+    pair = of_kind(service_corpus, "pair")[3]
+    body = server.post("/v1/search", files=upload(service_corpus / pair["audio"]),
+                       data={"direction": "aud2aud", "k": 5}).json()
+    runtime = ModelRuntime(PRETRAINED, device="cpu")
+    wave = load_audio(service_corpus / pair["audio"], runtime.sample_rate, runtime.window_s)
+    query = runtime.embed_sounds(wave[None, :])
+    with open_index(service_index) as index:
+        rows = [index.item_by_id(r["id"])["rowid"] for r in body["results"]]
+        features = np.concatenate([stored_vector(index, r, "audio_features") for r in rows])
+        embeddings = np.concatenate([stored_vector(index, r, "audio") for r in rows])
+    scores = np.array([r["score"] for r in body["results"]])
+    assert np.allclose(scores, (features @ query.features[0]), atol=1e-4)
+    assert not np.allclose(scores, (embeddings @ query.embeddings[0]), atol=1e-2)
+
+
+def test_with_a_model_without_audio_features_sounds_meet_by_the_embedding(
+        bundle_without_features: Path, service_corpus: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from models.cli import main
+    from models.media import load_audio
+    from models.runtime import ModelRuntime
+
+    index = tmp_path / "index"
+    assert main(["index", "build", "--model", str(bundle_without_features), "--corpus",
+                 str(service_corpus), "--out", str(index), "--kind", "flat", "--quiet"]) == 0
+    pair = of_kind(service_corpus, "pair")[3]
+    runtime = ModelRuntime(bundle_without_features, device="cpu")
+    wave = load_audio(service_corpus / pair["audio"], runtime.sample_rate, runtime.window_s)
+    query = runtime.embed_audio(wave[None, :])[0]
+    with live_server(model_dir=bundle_without_features, index_dir=index) as client:
+        body = client.post("/v1/search", files=upload(service_corpus / pair["audio"]),
+                           data={"direction": "aud2aud", "k": 5}).json()
+        by_id = client.post(f"/v1/search/by-id/{pair['id']}",
+                            params={"direction": "aud2aud", "k": 5})
+    assert by_id.status_code == 200, by_id.text
+    from indexer.search import open_index
+
+    with open_index(index) as opened:
+        rows = [opened.item_by_id(r["id"])["rowid"] for r in body["results"]]
+        embeddings = np.concatenate([stored_vector(opened, r, "audio") for r in rows])
+    scores = np.array([r["score"] for r in body["results"]])
+    assert len(scores) == 5 and np.allclose(scores, embeddings @ query, atol=1e-4)
 
 
 def test_default_direction_follows_the_upload(server: httpx.Client, service_corpus: Path) -> None:
