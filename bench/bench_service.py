@@ -19,7 +19,8 @@ zero errors), and each other kind's p50 and p99 as a ratio to the image queries'
 
 Usage: python bench/bench_service.py [--items 100000] [--cache out/bench-service]
            [--seconds 10] [--max-requests 2000] [--concurrency 1,8,32] [--kinds audio,image,clip]
-           [--workers N] [--onnx-threads N] [--faiss-threads N] [--max-queue N] [--omp-threads N]
+           [--workers N] [--onnx-threads N] [--faiss-threads N] [--max-queue N] [--expand N]
+           [--omp-threads N]
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ AVSEARCH = str(Path(sys.executable).with_name("avsearch"))
 GOAL_P99_MS = {"audio": 50.0, "image": 50.0, "clip": 100.0}
 GOAL_CONCURRENCY = 8
 MEDIA_KEYS = ("image", "audio", "video")
-SETTINGS = ("processes", "workers", "onnx_threads", "faiss_threads", "max_queue")
+SETTINGS = ("processes", "workers", "onnx_threads", "faiss_threads", "max_queue", "expand")
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -173,6 +173,9 @@ class ModelRuntime:
         """Whether search hits get a match probability (the bundle holds a match calibration)."""
         return self.info.match_calibration is not None
 
+    def has_match_curve(self, direction: str) -> bool:
+        return direction in self._match_curves
+
     def match_probability(self, direction: str, scores: np.ndarray) -> np.ndarray | None:
         """Hit scores of one direction (e.g. ``aud-im``) -> match probabilities, or None when the
         bundle has no calibration for that direction."""

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from models.expansion import EXPANDED
 from models.runtime import ModelRuntime
 from service.queries import Direction, Hit, QueryError
 
@@ -32,10 +33,14 @@ def applied_cut(runtime: ModelRuntime, min_probability: float | None) -> float |
 
 
 def with_probabilities(runtime: ModelRuntime, direction: Direction, hits: list[Hit],
-                       cut: float | None) -> list[Hit]:
-    """``hits`` with their match probability, less those below ``cut``."""
+                       cut: float | None, expanded: bool = False) -> list[Hit]:
+    """``hits`` with their match probability, less those below ``cut``. The hits of an
+    expanded sound query take the curve fitted on expanded queries, where the bundle has it."""
     scores = np.array([hit.score for hit in hits], dtype=np.float64)
-    probabilities = runtime.match_probability(CALIBRATION_DIRECTION[direction], scores)
+    key = CALIBRATION_DIRECTION[direction]
+    if expanded and runtime.has_match_curve(key + EXPANDED):
+        key += EXPANDED
+    probabilities = runtime.match_probability(key, scores)
     if probabilities is None:
         return hits
     scored = [replace(hit, probability=float(p))

@@ -14,6 +14,7 @@ from indexer.bundle import FEATURES
 from indexer.search import SearchIndex
 from models import media
 from models.errors import AvsearchError, UnsupportedMediaError
+from models.expansion import SAME_RECORDING, expanded
 from models.runtime import ModelRuntime
 
 Kind = Literal["image", "audio", "video"]
@@ -121,6 +122,36 @@ def embed(runtime: ModelRuntime, upload: Upload, side: VectorSet) -> np.ndarray:
         assert sounds.features is not None  # vector_sets asks for them only where they exist
         return sounds.features
     return sounds.embeddings
+
+
+def embed_sound(runtime: ModelRuntime, upload: Upload, side: VectorSet
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The (1, D) vector of the upload's sound that ``side`` names, and its (1, D) audio
+    features (None where the model gives none): what an expansion needs."""
+    assert upload.audio is not None
+    sounds = runtime.embed_sounds(upload.audio[None, :])
+    vector = sounds.features if side == FEATURES else sounds.embeddings
+    assert vector is not None  # vector_sets asks for features only where they exist
+    return vector, sounds.features
+
+
+def expand_query(index: SearchIndex, vector: np.ndarray, features: np.ndarray | None,
+                 searched: VectorSet, count: int, exclude: int | None = None
+                 ) -> tuple[np.ndarray, int]:
+    """A sound query averaged with its ``count`` nearest sounds of the index by the audio
+    features (models.expansion), in the space it searches: (the vector, how many it was
+    averaged with). Never with itself: not the row ``exclude``, nor the same recording."""
+    if count < 1 or features is None or not index.has_audio_features:
+        return vector, 0
+    fetch = min(count + 8, max(index.count, 1))  # room for the query's own copies
+    scores, rowids = index.search(FEATURES, features, fetch)
+    rows = [int(r) for s, r in zip(scores[0], rowids[0], strict=True)
+            if r >= 0 and r != exclude and s < SAME_RECORDING][:count]
+    if not rows:
+        return vector, 0
+    stored = FEATURES if searched == FEATURES else "audio"
+    neighbours = np.concatenate([stored_vector(index, r, stored) for r in rows])
+    return expanded(vector, [neighbours]), len(rows)
 
 
 def stored_vector(index: SearchIndex, rowid: int, side: VectorSet) -> np.ndarray:

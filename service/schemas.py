@@ -89,6 +89,8 @@ class QueryOut(BaseModel):
     duration: float | None = Field(None, description="length of the uploaded clip or sound")
     timeline: list[MomentOut] | None = Field(
         None, description="with timeline=true: each window of the clip; the query is the best")
+    expanded: int = Field(0, description="how many of the index's nearest sounds a sound query "
+                                         "was averaged with (expand); 0: it searched alone")
 
 
 class Timing(BaseModel):

@@ -43,6 +43,7 @@ from models.evaluation.dataset import (
     split_items,
 )
 from models.evaluation.scores import retrieved_pairs
+from models.expansion import DEFAULT_EXPAND, EXPANDED, expand_sounds, searched_as
 from models.item_media import InputSpec
 from models.manifest import read_manifest
 from models.runtime import ModelRuntime
@@ -56,8 +57,26 @@ def embed_pairs(runtime: ModelRuntime, data: RetrievalSet, k: int = TOP_K,
                 random_per_query: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     image_emb = runtime.embed_images(data.images).embeddings
     sounds = runtime.embed_sounds(data.waves)
-    return retrieved_pairs(image_emb, sounds.embeddings, data.image_labels, data.audio_labels, k,
-                           random_per_query, audio_features=sounds.features)
+    return all_pairs(data, image_emb, sounds.embeddings, sounds.features, k, random_per_query)
+
+
+def all_pairs(data: RetrievalSet, image_emb: np.ndarray, audio_emb: np.ndarray,
+              features: np.ndarray | None, k: int = TOP_K, random_per_query: int = 0
+              ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The pairs of each direction, and, with the audio features, those of the sound queries
+    expanded through the split's other sounds (``aud-im+expand``, ``aud-aud+expand``: what a
+    search shows by default)."""
+    pairs = retrieved_pairs(image_emb, audio_emb, data.image_labels, data.audio_labels, k,
+                            random_per_query, audio_features=features)
+    if features is None:
+        return pairs
+    queries = expand_sounds(audio_emb, features, DEFAULT_EXPAND)
+    expanded_pairs = retrieved_pairs(image_emb, audio_emb, data.image_labels, data.audio_labels,
+                                     k, random_per_query, audio_features=features,
+                                     sound_queries=queries)
+    pairs.update({d + EXPANDED: expanded_pairs[d] for d in ("aud-im", "aud-aud")
+                  if d in expanded_pairs})
+    return pairs
 
 
 def fit_match_calibration(
@@ -71,8 +90,10 @@ def fit_match_calibration(
     }
     if not fits:
         return None
-    probabilities = np.concatenate([fit(pairs[d][0]) for d, fit in fits.items()])
-    outcomes = np.concatenate([pairs[d][1] for d in fits])
+    # The default threshold is chosen on what a default search shows (expanded sound queries).
+    shown = [d for d in searched_as(pairs) if d in fits]
+    probabilities = np.concatenate([fits[d](pairs[d][0]) for d in shown])
+    outcomes = np.concatenate([pairs[d][1] for d in shown])
     point = best_threshold(probabilities, outcomes)
     return MatchCalibrationInfo(
         directions={d: CurveInfo(method="isotonic", x=[round(v, 6) for v in f.x],
@@ -113,7 +134,8 @@ def calibrate_bundle(model_dir: str | Path, corpus_dir: str | Path, split: str =
         raise CorpusError(f"no {split!r} split in {corpus_dir} to calibrate on (build the corpus "
                           "with --val-share, or name another held-out split with --split)")
     fitted_on = {"corpus": str(corpus_dir), "split": split,
-                 "aud-aud": "features" if runtime.has_audio_features else "embedding"}
+                 "aud-aud": "features" if runtime.has_audio_features else "embedding",
+                 "expand": DEFAULT_EXPAND if runtime.has_audio_features else 0}
     data = load_retrieval_set(corpus_dir, items, spec, progress)
     match = None
     if len(data.images) and len(data.waves):
@@ -150,8 +172,8 @@ def calibration_report(runtime: ModelRuntime, data: RetrievalSet, image_emb: np.
     fit = runtime.info.match_calibration
     if fit is None or not (len(data.images) and len(data.waves)):
         return None
-    pairs = retrieved_pairs(image_emb, audio_emb, data.image_labels, data.audio_labels, TOP_K,
-                            audio_features=audio_features)
+    pairs = all_pairs(data, image_emb, audio_emb, audio_features)
+    shown = searched_as(pairs)
     per_direction, all_p, all_y = {}, [], []
     for direction, (scores, outcomes) in pairs.items():
         probabilities = runtime.match_probability(direction, scores)
@@ -161,8 +183,9 @@ def calibration_report(runtime: ModelRuntime, data: RetrievalSet, image_emb: np.
             "ece": expected_calibration_error(probabilities, outcomes),
             "pairs": int(outcomes.size),
         }
-        all_p.append(probabilities)
-        all_y.append(outcomes)
+        if direction in shown:  # the summary judges what a default search shows
+            all_p.append(probabilities)
+            all_y.append(outcomes)
     if not all_p:
         return None
     probabilities, outcomes = np.concatenate(all_p), np.concatenate(all_y)

@@ -34,25 +34,32 @@ def retrieval_table(
     audio_labels: Sequence[frozenset[str]],
     k: int = 30,
     audio_features: np.ndarray | None = None,
+    sound_queries: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """nDCG@k in the four directions; similarity is the inner product of normalised embeddings.
-    ``audio_features`` (the audio graph's own features), when given, rank audio -> audio."""
+    ``audio_features`` (the audio graph's own features), when given, rank audio -> audio;
+    ``sound_queries`` (embeddings, features), when given, are what the sounds query with
+    (expanded through the collection: models.expansion)."""
     table = {}
     for direction, (query_labels, db_labels, same) in _pairs(image_labels, audio_labels).items():
-        similarity = _similarity(direction, image_emb, audio_emb, audio_features)
+        similarity = _similarity(direction, image_emb, audio_emb, audio_features, sound_queries)
         relevance = label_relevance(query_labels, db_labels)
         table[direction] = ndcg_at_k(similarity, relevance, k, exclude_self=same)
     return table
 
 
 def _similarity(direction: str, image_emb: np.ndarray, audio_emb: np.ndarray,
-                audio_features: np.ndarray | None) -> np.ndarray:
+                audio_features: np.ndarray | None,
+                sound_queries: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """(queries, database) cosine similarities of ``direction`` (``im-aud`` and so on)."""
+    query_emb, query_features = sound_queries or (audio_emb, audio_features)
     if direction == "aud-aud" and audio_features is not None:
-        return audio_features @ audio_features.T
-    embeddings = {"im": image_emb, "aud": audio_emb}
+        assert query_features is not None
+        return query_features @ audio_features.T
+    queries = {"im": image_emb, "aud": query_emb}
+    database = {"im": image_emb, "aud": audio_emb}
     query, db = direction.split("-")
-    return embeddings[query] @ embeddings[db].T
+    return queries[query] @ database[db].T
 
 
 def chance_table(image_labels, audio_labels, k: int = 30) -> dict[str, float]:
@@ -97,17 +104,19 @@ def retrieved_pairs(
     random_per_query: int = 0,
     seed: int = 0,
     audio_features: np.ndarray | None = None,
+    sound_queries: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per direction, the scores of each query's top ``k`` hits and whether each is a match
     (shares a label): the pairs a search shows, on which match probabilities are judged.
     ``random_per_query`` adds that many pairs of each query with database items drawn at random,
     so that a fit also sees the low scores a search shows only when nothing matches.
     Same-modality queries never retrieve themselves; ``audio_features`` rank audio -> audio
-    when given, as a search does."""
+    when given, and ``sound_queries`` are what the sounds query with, as in
+    :func:`retrieval_table`."""
     rng = np.random.default_rng(seed)
     pairs = {}
     for direction, (query_labels, db_labels, same) in _pairs(image_labels, audio_labels).items():
-        similarity = _similarity(direction, image_emb, audio_emb, audio_features)
+        similarity = _similarity(direction, image_emb, audio_emb, audio_features, sound_queries)
         if same:
             np.fill_diagonal(similarity, -np.inf)
         depth = min(k, similarity.shape[1] - (1 if same else 0))

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 
+from indexer.bundle import FEATURES
+from models.expansion import MAX_EXPAND
 from service.deps import ReadyEngine, State
 from service.engine import Engine
 from service.errors import ApiError
@@ -19,6 +21,8 @@ from service.queries import (
     check_direction,
     decode,
     embed,
+    embed_sound,
+    expand_query,
     search,
     stored_vector,
     vector_sets,
@@ -39,6 +43,10 @@ ExplainForm = Annotated[bool, Form(
 MIN_PROBABILITY_HELP = ("leave out hits less likely than this to match (0-1; default: the "
                         "model's threshold, chosen when it was calibrated; 0 keeps all k)")
 MinProbabilityForm = Annotated[float | None, Form(ge=0, le=1, description=MIN_PROBABILITY_HELP)]
+EXPAND_HELP = ("a sound query (aud2im, aud2aud) is first averaged with this many of the "
+               "index's nearest sounds by the audio features (0-50; default: the service's, "
+               "10 unless configured; 0: the sound searches alone)")
+ExpandForm = Annotated[int | None, Form(ge=0, le=MAX_EXPAND, description=EXPAND_HELP)]
 DirectionForm = Annotated[Direction | None, Form(
     description="im2aud, aud2im, im2im or aud2aud; default: im2aud for an image, aud2im for a "
                 "sound or a clip")]
@@ -65,16 +73,18 @@ async def search_upload(
     hop: Annotated[float, Form(gt=0, le=3600, description="seconds between windows of the "
                                                           "timeline")] = 0.5,
     min_probability: MinProbabilityForm = None,
+    expand: ExpandForm = None,
 ) -> SearchResponse:
     data = await file.read()
+    count = state.settings.expand if expand is None else expand
     return await state.workers.run(_search_upload, state.settings.public_url, engine, data,
                                    direction, k, t, explain, hop if timeline else None,
-                                   min_probability, state.metrics.stage)
+                                   min_probability, count, state.metrics.stage)
 
 
 def _search_upload(base: str, engine: Engine, data: bytes, direction: Direction | None, k: int,
                    t: float | None, explain: bool, hop: float | None,
-                   min_probability: float | None, stage) -> SearchResponse:
+                   min_probability: float | None, expand: int, stage) -> SearchResponse:
     started = time.perf_counter()
     runtime = engine.runtime
     cut = applied_cut(runtime, min_probability)
@@ -88,15 +98,19 @@ def _search_upload(base: str, engine: Engine, data: bytes, direction: Direction 
     check_direction(upload.kind, direction)
     decoded = time.perf_counter()
     query_side, searched = vector_sets(runtime, direction)
-    query_grid = None
+    query_grid, features = None, None
     if query_side == "image" and explain and upload.frame is not None:
         image = runtime.embed_images([upload.frame])
         vector, query_grid = image.embeddings, image.grids[0]
-    else:
+    elif query_side == "image":
         vector = embed(runtime, upload, query_side)
+    else:
+        vector, features = embed_sound(runtime, upload, query_side)
     embedded = time.perf_counter()
     with engine.lease() as index:
-        hits = with_probabilities(runtime, direction, search(index, vector, searched, k), cut)
+        query, expanded_with = expand_query(index, vector, features, searched, expand)
+        hits = with_probabilities(runtime, direction, search(index, query, searched, k), cut,
+                                  expanded=expanded_with > 0)
         build_id = index.info.build_id
         searched_at = time.perf_counter()
         found: list = [None] * len(hits)
@@ -116,7 +130,8 @@ def _search_upload(base: str, engine: Engine, data: bytes, direction: Direction 
     return SearchResponse(
         query=QueryOut(kind=upload.kind, direction=direction, time=upload.time,
                        duration=upload.duration,
-                       timeline=moments_out(moments) if moments is not None else None),
+                       timeline=moments_out(moments) if moments is not None else None,
+                       expanded=expanded_with),
         k=k, min_probability=cut, no_match=not results, results=results, index=build_id,
         timing=Timing(decode_ms=_ms(decoded - started), embed_ms=_ms(embedded - decoded),
                       search_ms=_ms(searched_at - embedded),
@@ -140,13 +155,16 @@ async def search_by_id(
                                                "sound comes from, per hit")] = False,
     min_probability: Annotated[float | None, Query(ge=0, le=1,
                                                    description=MIN_PROBABILITY_HELP)] = None,
+    expand: Annotated[int | None, Query(ge=0, le=MAX_EXPAND, description=EXPAND_HELP)] = None,
 ) -> SearchResponse:
+    count = state.settings.expand if expand is None else expand
     return await state.workers.run(_search_by_id, state.settings.public_url, engine, item_id,
-                                   direction, k, explain, min_probability)
+                                   direction, k, explain, min_probability, count)
 
 
 def _search_by_id(base: str, engine: Engine, item_id: str, direction: Direction,
-                  k: int, explain: bool, min_probability: float | None) -> SearchResponse:
+                  k: int, explain: bool, min_probability: float | None,
+                  expand: int) -> SearchResponse:
     started = time.perf_counter()
     runtime = engine.runtime
     cut = applied_cut(runtime, min_probability)
@@ -156,11 +174,17 @@ def _search_by_id(base: str, engine: Engine, item_id: str, direction: Direction,
         if item is None:
             raise ApiError(404, "unknown_item", f"no item {item_id!r} in the index")
         vector = stored_vector(index, item["rowid"], query_side)
+        features = (stored_vector(index, item["rowid"], FEATURES)
+                    if query_side != "image" and index.has_audio_features else None)
         looked_up = time.perf_counter()
-        # The item itself is not an answer to "what else looks (sounds) like this".
+        # The item itself is not an answer to "what else looks (sounds) like this", nor its own
+        # evidence in an expansion.
         exclude = item["rowid"] if query_side == searched else None
+        query, expanded_with = expand_query(index, vector, features, searched, expand,
+                                            exclude=item["rowid"])
         hits = with_probabilities(runtime, direction,
-                                  search(index, vector, searched, k, exclude=exclude), cut)
+                                  search(index, query, searched, k, exclude=exclude), cut,
+                                  expanded=expanded_with > 0)
         build_id = index.info.build_id
         searched_at = time.perf_counter()
         found: list = [None] * len(hits)
@@ -181,7 +205,8 @@ def _search_by_id(base: str, engine: Engine, item_id: str, direction: Direction,
                                           overlay_url(image_item, sound_item, base))
         results.append(hit_out(hit, base, explanation))
     return SearchResponse(
-        query=QueryOut(kind="item", direction=direction, id=item_id, time=item["time"]),
+        query=QueryOut(kind="item", direction=direction, id=item_id, time=item["time"],
+                       expanded=expanded_with),
         k=k, min_probability=cut, no_match=not results, results=results, index=build_id,
         timing=Timing(decode_ms=0.0, embed_ms=_ms(looked_up - started),
                       search_ms=_ms(searched_at - looked_up),

@@ -113,9 +113,13 @@ def test_export_calibrates_on_the_val_split(calibrated_bundle, val_corpus, capsy
     match = info.match_calibration
     # A direction is fitted where its hits hold matches and non-matches: here (one take per
     # digit and speaker in val) a sound's other hits never match, so aud-aud has no fit.
-    assert match is not None and set(match.directions) == {"im-im", "im-aud", "aud-im"}
+    # Sound queries expanded through the split's other sounds (a search's default) get curves
+    # of their own.
+    assert match is not None
+    assert set(match.directions) == {"im-im", "im-aud", "aud-im", "aud-im+expand"}
     assert 0.0 < match.threshold < 1.0 and 0.0 <= match.precision <= 1.0
     assert match.fitted_on["split"] == "val" and match.fitted_on["corpus"] == str(val_corpus)
+    assert match.fitted_on["aud-aud"] == "features" and match.fitted_on["expand"] == 10
     assert match.fitted_on["pairs"] > match.fitted_on["matches"] > 0
     assert info.on_screen is not None and info.on_screen.fitted_on["off_screen"] > 0
     runtime = ModelRuntime(calibrated_bundle, device="cpu")

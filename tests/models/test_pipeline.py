@@ -448,7 +448,9 @@ def test_eval_prints_the_table_and_writes_json(tiny_bundle, tiny_corpus, tmp_pat
     printed = capsys.readouterr().out
     assert "random" in printed and "cca" in printed and "pointing" in printed
     result = json.loads(out.read_text())
-    assert set(result["ndcg30"]) == {"random", "cca", "model"}
+    # "expanded": sound queries averaged with their nearest sounds, as searches do by default.
+    assert set(result["ndcg30"]) == {"random", "cca", "model", "expanded"}
+    assert result["ndcg30"]["expanded"]["im-aud"] == result["ndcg30"]["model"]["im-aud"]
     # Sounds are ranked by the audio tower's own features; the embedding's figure is kept.
     assert 0 <= result["aud_aud_by_embedding"] <= 1
     assert "aud-aud ranks sounds by the audio tower's own features" in printed

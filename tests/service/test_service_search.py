@@ -46,8 +46,9 @@ def test_search_upload_in_each_direction(server: httpx.Client, service_corpus: P
 def test_same_media_finds_itself_first(server: httpx.Client, service_corpus: Path) -> None:
     pair = _pair(service_corpus)
     for kind, direction in (("image", "im2im"), ("audio", "aud2aud")):
+        # expand 0: the sound searches alone (expanded, it is its neighbours' average too).
         answer = server.post("/v1/search", files=upload(service_corpus / pair[kind]),
-                             data={"direction": direction, "k": 3}).json()
+                             data={"direction": direction, "k": 3, "expand": 0}).json()
         assert answer["results"][0]["score"] == pytest.approx(1.0, abs=1e-3)
         best = server.get(f"/v1/items/{answer['results'][0]['id']}").json()
         assert best["labels"] == pair["labels"]
@@ -66,7 +67,8 @@ def test_sounds_are_compared_with_sounds_by_the_audio_features(server: httpx.Cli
 
     pair = of_kind(service_corpus, "pair")[3]
     body = server.post("/v1/search", files=upload(service_corpus / pair["audio"]),
-                       data={"direction": "aud2aud", "k": 5}).json()
+                       data={"direction": "aud2aud", "k": 5, "expand": 0}).json()
+    assert body["query"]["expanded"] == 0
     runtime = ModelRuntime(PRETRAINED, device="cpu")
     wave = load_audio(service_corpus / pair["audio"], runtime.sample_rate, runtime.window_s)
     query = runtime.embed_sounds(wave[None, :])
@@ -107,6 +109,47 @@ def test_with_a_model_without_audio_features_sounds_meet_by_the_embedding(
         embeddings = np.concatenate([stored_vector(opened, r, "audio") for r in rows])
     scores = np.array([r["score"] for r in body["results"]])
     assert len(scores) == 5 and np.allclose(scores, embeddings @ query, atol=1e-4)
+
+
+@pytest.mark.parametrize(("direction", "space"), [("aud2im", "audio"),
+                                                ("aud2aud", "audio_features")])
+def test_a_sound_query_is_expanded_through_the_nearest_sounds_of_the_index(
+        server: httpx.Client, service_corpus: Path, service_index: Path, direction: str,
+        space: str) -> None:
+    """By default a sound searches as the average of itself and its 10 nearest indexed sounds
+    by the audio features (never itself), each in the space it searches; by id and by upload
+    alike. Images are not expanded."""
+    import numpy as np
+
+    from indexer.search import open_index
+
+    pair = of_kind(service_corpus, "pair")[5]
+    by_id = server.post(f"/v1/search/by-id/{pair['id']}",
+                        params={"direction": direction, "k": 5}).json()
+    assert by_id["query"]["expanded"] == 10
+    with open_index(service_index) as index:
+        row = index.item_by_id(pair["id"])["rowid"]
+        features, rowids = (np.asarray(a) for a in index.vectors("audio_features"))
+        vectors = np.asarray(index.vectors(space)[0])
+        similarity = features @ features[np.searchsorted(rowids, row)]
+        similarity[(rowids == row) | (similarity >= 0.9999)] = -np.inf
+        near = np.argsort(-similarity, kind="stable")[:10]
+        own = vectors[np.searchsorted(rowids, row)]
+        query = own + vectors[near].mean(axis=0)
+        query /= np.linalg.norm(query)
+        target = np.asarray(index.vectors("image" if direction == "aud2im" else space)[0])
+        ids = [index.item_by_id(r["id"])["rowid"] for r in by_id["results"]]
+        expected = target[np.searchsorted(rowids, ids)] @ query
+    assert np.allclose([r["score"] for r in by_id["results"]], expected, atol=1e-4)
+    alone = server.post(f"/v1/search/by-id/{pair['id']}",
+                        params={"direction": direction, "k": 5, "expand": 0}).json()
+    assert alone["query"]["expanded"] == 0
+    assert [r["score"] for r in alone["results"]] != [r["score"] for r in by_id["results"]]
+    image = server.post(f"/v1/search/by-id/{pair['id']}", params={"direction": "im2aud"}).json()
+    assert image["query"]["expanded"] == 0
+    bad = server.post(f"/v1/search/by-id/{pair['id']}", params={"direction": direction,
+                                                                 "expand": 51})
+    assert bad.status_code == 422 and "expand" in bad.text
 
 
 def test_default_direction_follows_the_upload(server: httpx.Client, service_corpus: Path) -> None:
@@ -151,8 +194,10 @@ def test_search_by_id(server: httpx.Client, service_corpus: Path, direction: str
                                                                     "k": 6})
     assert answer.status_code == 200, answer.text
     body = answer.json()
+    expanded = 10 if direction in ("aud2im", "aud2aud") else 0  # sound queries, by default
     assert body["query"] == {"kind": "item", "direction": direction, "id": pair["id"],
-                             "time": None, "duration": None, "timeline": None}
+                             "time": None, "duration": None, "timeline": None,
+                             "expanded": expanded}
     _check_results(body, 6)
     ids = [r["id"] for r in body["results"]]
     if direction in ("im2im", "aud2aud"):
