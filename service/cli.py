@@ -34,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="server processes (1); each loads the model and the index")
     parser.add_argument("--max-upload-mb", type=float, help="largest upload (25)")
     parser.add_argument("--expand", type=int,
-                        help="the index's nearest sounds a sound query is averaged with (10; "
-                             "0: never)")
+                        help="the index's nearest sounds a sound query is averaged with (0: "
+                             "never, the default; 10 is what docs/benchmarks.md measured)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(run=run_serve)
 

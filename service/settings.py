@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.expansion import DEFAULT_EXPAND, MAX_EXPAND
+from models.expansion import MAX_EXPAND
 
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -48,10 +48,10 @@ class Settings(BaseSettings):
         10.0, ge=0, description="seconds between checks for a new index version written by "
                                 "`avsearch index build|add|remove` (0: never)")
     expand: int = Field(
-        DEFAULT_EXPAND, ge=0, le=MAX_EXPAND,
+        0, ge=0, le=MAX_EXPAND,
         description="a sound query is averaged with this many of the index's nearest sounds "
                     "(by the audio features) before it searches; 0: never (a search's "
-                    "`expand` overrides it)")
+                    "`expand` overrides it; costs a second search)")
     public_url: str = Field("", description="prefix of media URLs in answers (default: relative)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

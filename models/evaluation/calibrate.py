@@ -43,7 +43,7 @@ from models.evaluation.dataset import (
     split_items,
 )
 from models.evaluation.scores import retrieved_pairs
-from models.expansion import DEFAULT_EXPAND, EXPANDED, expand_sounds, searched_as
+from models.expansion import EXPAND, EXPANDED, expand_sounds, plain
 from models.item_media import InputSpec
 from models.manifest import read_manifest
 from models.runtime import ModelRuntime
@@ -65,12 +65,12 @@ def all_pairs(data: RetrievalSet, image_emb: np.ndarray, audio_emb: np.ndarray,
               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The pairs of each direction, and, with the audio features, those of the sound queries
     expanded through the split's other sounds (``aud-im+expand``, ``aud-aud+expand``: what a
-    search shows by default)."""
+    search that asks for an expansion shows)."""
     pairs = retrieved_pairs(image_emb, audio_emb, data.image_labels, data.audio_labels, k,
                             random_per_query, audio_features=features)
     if features is None:
         return pairs
-    queries = expand_sounds(audio_emb, features, DEFAULT_EXPAND)
+    queries = expand_sounds(audio_emb, features, EXPAND)
     expanded_pairs = retrieved_pairs(image_emb, audio_emb, data.image_labels, data.audio_labels,
                                      k, random_per_query, audio_features=features,
                                      sound_queries=queries)
@@ -90,8 +90,8 @@ def fit_match_calibration(
     }
     if not fits:
         return None
-    # The default threshold is chosen on what a default search shows (expanded sound queries).
-    shown = [d for d in searched_as(pairs) if d in fits]
+    # The default threshold is chosen on what a default search shows (each query alone).
+    shown = [d for d in plain(pairs) if d in fits]
     probabilities = np.concatenate([fits[d](pairs[d][0]) for d in shown])
     outcomes = np.concatenate([pairs[d][1] for d in shown])
     point = best_threshold(probabilities, outcomes)
@@ -135,7 +135,7 @@ def calibrate_bundle(model_dir: str | Path, corpus_dir: str | Path, split: str =
                           "with --val-share, or name another held-out split with --split)")
     fitted_on = {"corpus": str(corpus_dir), "split": split,
                  "aud-aud": "features" if runtime.has_audio_features else "embedding",
-                 "expand": DEFAULT_EXPAND if runtime.has_audio_features else 0}
+                 "expand": EXPAND if runtime.has_audio_features else 0}
     data = load_retrieval_set(corpus_dir, items, spec, progress)
     match = None
     if len(data.images) and len(data.waves):
@@ -173,7 +173,7 @@ def calibration_report(runtime: ModelRuntime, data: RetrievalSet, image_emb: np.
     if fit is None or not (len(data.images) and len(data.waves)):
         return None
     pairs = all_pairs(data, image_emb, audio_emb, audio_features)
-    shown = searched_as(pairs)
+    shown = plain(pairs)
     per_direction, all_p, all_y = {}, [], []
     for direction, (scores, outcomes) in pairs.items():
         probabilities = runtime.match_probability(direction, scores)

@@ -15,7 +15,7 @@ from models.evaluation.dataset import (
     split_items,
 )
 from models.evaluation.scores import auroc, chance_table, localization_scores, retrieval_table
-from models.expansion import DEFAULT_EXPAND, expand_sounds
+from models.expansion import EXPAND, expand_sounds
 from models.item_media import InputSpec
 from models.manifest import read_manifest
 from models.runtime import ModelRuntime
@@ -65,11 +65,11 @@ def evaluate_bundle(
             ndcg["expanded"] = retrieval_table(
                 image_emb, audio_emb, data.image_labels, data.audio_labels,
                 audio_features=features,
-                sound_queries=expand_sounds(audio_emb, features, DEFAULT_EXPAND))
+                sound_queries=expand_sounds(audio_emb, features, EXPAND))
             result["notes"].append(
-                f"expanded: each sound queries with its {DEFAULT_EXPAND} nearest other sounds of "
-                "the split by the audio features averaged in, as a search does by default "
-                "(helps where the collection holds the querying voice; docs/benchmarks.md)")
+                f"expanded: each sound queries with its {EXPAND} nearest other sounds of the "
+                "split by the audio features averaged in, as a search with expand does (helps "
+                "where the collection holds the querying voice; docs/benchmarks.md)")
         report = calibration_report(runtime, data, image_emb, audio_emb, features)
         if report is not None:
             result["calibration"] = report

@@ -44,8 +44,8 @@ MIN_PROBABILITY_HELP = ("leave out hits less likely than this to match (0-1; def
                         "model's threshold, chosen when it was calibrated; 0 keeps all k)")
 MinProbabilityForm = Annotated[float | None, Form(ge=0, le=1, description=MIN_PROBABILITY_HELP)]
 EXPAND_HELP = ("a sound query (aud2im, aud2aud) is first averaged with this many of the "
-               "index's nearest sounds by the audio features (0-50; default: the service's, "
-               "10 unless configured; 0: the sound searches alone)")
+               "index's nearest sounds by the audio features (0-50; 10 is a good start; "
+               "default: the service's, 0 unless configured: the sound searches alone)")
 ExpandForm = Annotated[int | None, Form(ge=0, le=MAX_EXPAND, description=EXPAND_HELP)]
 DirectionForm = Annotated[Direction | None, Form(
     description="im2aud, aud2im, im2im or aud2aud; default: im2aud for an image, aud2im for a "

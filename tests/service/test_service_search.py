@@ -46,9 +46,8 @@ def test_search_upload_in_each_direction(server: httpx.Client, service_corpus: P
 def test_same_media_finds_itself_first(server: httpx.Client, service_corpus: Path) -> None:
     pair = _pair(service_corpus)
     for kind, direction in (("image", "im2im"), ("audio", "aud2aud")):
-        # expand 0: the sound searches alone (expanded, it is its neighbours' average too).
         answer = server.post("/v1/search", files=upload(service_corpus / pair[kind]),
-                             data={"direction": direction, "k": 3, "expand": 0}).json()
+                             data={"direction": direction, "k": 3}).json()
         assert answer["results"][0]["score"] == pytest.approx(1.0, abs=1e-3)
         best = server.get(f"/v1/items/{answer['results'][0]['id']}").json()
         assert best["labels"] == pair["labels"]
@@ -67,8 +66,8 @@ def test_sounds_are_compared_with_sounds_by_the_audio_features(server: httpx.Cli
 
     pair = of_kind(service_corpus, "pair")[3]
     body = server.post("/v1/search", files=upload(service_corpus / pair["audio"]),
-                       data={"direction": "aud2aud", "k": 5, "expand": 0}).json()
-    assert body["query"]["expanded"] == 0
+                       data={"direction": "aud2aud", "k": 5}).json()
+    assert body["query"]["expanded"] == 0  # not unless asked for
     runtime = ModelRuntime(PRETRAINED, device="cpu")
     wave = load_audio(service_corpus / pair["audio"], runtime.sample_rate, runtime.window_s)
     query = runtime.embed_sounds(wave[None, :])
@@ -116,16 +115,16 @@ def test_with_a_model_without_audio_features_sounds_meet_by_the_embedding(
 def test_a_sound_query_is_expanded_through_the_nearest_sounds_of_the_index(
         server: httpx.Client, service_corpus: Path, service_index: Path, direction: str,
         space: str) -> None:
-    """By default a sound searches as the average of itself and its 10 nearest indexed sounds
-    by the audio features (never itself), each in the space it searches; by id and by upload
-    alike. Images are not expanded."""
+    """With expand=10 a sound searches as the average of itself and its 10 nearest indexed
+    sounds by the audio features (never itself), each in the space it searches. Images are not
+    expanded; without expand nothing is."""
     import numpy as np
 
     from indexer.search import open_index
 
     pair = of_kind(service_corpus, "pair")[5]
     by_id = server.post(f"/v1/search/by-id/{pair['id']}",
-                        params={"direction": direction, "k": 5}).json()
+                        params={"direction": direction, "k": 5, "expand": 10}).json()
     assert by_id["query"]["expanded"] == 10
     with open_index(service_index) as index:
         row = index.item_by_id(pair["id"])["rowid"]
@@ -142,14 +141,34 @@ def test_a_sound_query_is_expanded_through_the_nearest_sounds_of_the_index(
         expected = target[np.searchsorted(rowids, ids)] @ query
     assert np.allclose([r["score"] for r in by_id["results"]], expected, atol=1e-4)
     alone = server.post(f"/v1/search/by-id/{pair['id']}",
-                        params={"direction": direction, "k": 5, "expand": 0}).json()
+                        params={"direction": direction, "k": 5}).json()
     assert alone["query"]["expanded"] == 0
     assert [r["score"] for r in alone["results"]] != [r["score"] for r in by_id["results"]]
-    image = server.post(f"/v1/search/by-id/{pair['id']}", params={"direction": "im2aud"}).json()
+    image = server.post(f"/v1/search/by-id/{pair['id']}",
+                        params={"direction": "im2aud", "expand": 10}).json()
     assert image["query"]["expanded"] == 0
     bad = server.post(f"/v1/search/by-id/{pair['id']}", params={"direction": direction,
                                                                  "expand": 51})
     assert bad.status_code == 422 and "expand" in bad.text
+    # The uploaded recording is the indexed one: not its own evidence either, so the upload
+    # expands as the item does.
+    uploaded = server.post("/v1/search", files=upload(service_corpus / pair["audio"]),
+                           data={"direction": direction, "k": 5, "expand": 10}).json()
+    assert uploaded["query"]["expanded"] == 10
+    if direction == "aud2im":
+        assert [r["id"] for r in uploaded["results"]] == [r["id"] for r in by_id["results"]]
+        assert np.allclose([r["score"] for r in uploaded["results"]],
+                           [r["score"] for r in by_id["results"]], atol=1e-4)
+
+
+def test_the_service_can_expand_every_sound_query(service_index: Path,
+                                                  service_corpus: Path) -> None:
+    pair = of_kind(service_corpus, "pair")[5]
+    with live_server(model_dir=PRETRAINED, index_dir=service_index, expand=10) as client:
+        default = client.post("/v1/search", files=upload(service_corpus / pair["audio"])).json()
+        alone = client.post("/v1/search", files=upload(service_corpus / pair["audio"]),
+                            data={"expand": 0}).json()
+    assert default["query"]["expanded"] == 10 and alone["query"]["expanded"] == 0
 
 
 def test_default_direction_follows_the_upload(server: httpx.Client, service_corpus: Path) -> None:
@@ -194,10 +213,8 @@ def test_search_by_id(server: httpx.Client, service_corpus: Path, direction: str
                                                                     "k": 6})
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    expanded = 10 if direction in ("aud2im", "aud2aud") else 0  # sound queries, by default
     assert body["query"] == {"kind": "item", "direction": direction, "id": pair["id"],
-                             "time": None, "duration": None, "timeline": None,
-                             "expanded": expanded}
+                             "time": None, "duration": None, "timeline": None, "expanded": 0}
     _check_results(body, 6)
     ids = [r["id"] for r in body["results"]]
     if direction in ("im2im", "aud2aud"):
