@@ -11,6 +11,7 @@ const DIRECTION_WORDS = {
 
 // After a search that returned images, a click on one looks for sounds, and the other way round.
 const NEXT_DIRECTION = { im2aud: "aud2im", aud2im: "im2aud", im2im: "im2aud", aud2aud: "aud2im" };
+const EXPAND = 10; // the collection's sounds a sound query is averaged with, when asked for
 
 const page = { file: null, pairAudio: null, busy: false, queryImageUrl: null };
 
@@ -81,6 +82,7 @@ function formFor(file) {
   form.append("explain", "true");
   if (isClip(file) && t === "") form.append("timeline", "true");
   if ($("weak").checked) form.append("min_probability", "0");
+  if ($("expand").checked) form.append("expand", String(EXPAND));
   return form;
 }
 
@@ -117,6 +119,7 @@ async function searchById(id, direction) {
   try {
     const params = new URLSearchParams({ direction, k: $("k").value });
     if ($("weak").checked) params.set("min_probability", "0");
+    if ($("expand").checked) params.set("expand", String(EXPAND));
     const answer = await api(`/v1/search/by-id/${encodeURIComponent(id)}?${params}`, { method: "POST" });
     renderResults(answer);
     $("where").hidden = true;
@@ -280,8 +283,9 @@ function renderResults(answer) {
   const source = answer.query.kind === "item" ? answer.query.id : from;
   const clip = answer.query.kind === "video" ? ` (your clip at ${answer.query.time.toFixed(2)} s)` : "";
   const least = answer.min_probability ? `at least ${Math.round(answer.min_probability * 100)}% likely to match` : "";
+  const expanded = answer.query.expanded ? ` (with the ${answer.query.expanded} sounds of the collection most like it)` : "";
   $("summary").textContent = answer.results.length
-    ? `${answer.results.length} ${what} for ${source}${clip}${least ? `, each ${least}` : ""}, in ${Math.round(answer.timing.total_ms)} ms.`
+    ? `${answer.results.length} ${what} for ${source}${clip}${expanded}${least ? `, each ${least}` : ""}, in ${Math.round(answer.timing.total_ms)} ms.`
     : answer.no_match && least
       ? `No match: nothing in the index is ${least} ${source}. Tick “Show weak matches too” to see the nearest anyway.`
       : "Nothing in the index.";

@@ -183,3 +183,17 @@ def test_no_match_is_said_and_weak_matches_can_be_asked_for(page, tmp_path: Path
     page.click("#search")
     page.wait_for_selector("#results li")
     assert "% match" in page.locator("#results li").first.inner_text()
+
+
+def test_a_sound_can_search_with_the_collections_sounds_most_like_it(page,
+                                                                     service_corpus: Path) -> None:
+    sound = service_corpus / of_kind(service_corpus, "pair")[2]["audio"]
+    page.set_input_files("#file", str(sound))
+    page.click("#search")
+    page.wait_for_selector("#results li")
+    assert "sounds of the collection" not in page.inner_text("#summary")
+    page.check("#expand")
+    page.click("#search")
+    page.wait_for_function(
+        "document.getElementById('summary').textContent.includes('sounds of the collection')")
+    assert "with the 10 sounds of the collection most like it" in page.inner_text("#summary")
