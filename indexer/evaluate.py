@@ -23,6 +23,7 @@ from models.evaluation.dataset import load_retrieval_set, split_items
 from models.evaluation.metrics import label_relevance
 from models.evaluation.run import add_localization, cca_row
 from models.evaluation.scores import chance_table
+from models.expansion import EXPAND, SAME_RECORDING, expanded
 from models.item_media import InputSpec, media_keys
 from models.manifest import Item, read_manifest
 from models.runtime import ModelRuntime
@@ -97,6 +98,12 @@ def evaluate_index(
             else:
                 result["notes"].append("no train split: the CCA row needs one and is left out")
             ndcg["model"], recall = index_table(index, split, queries, vectors, k)
+            if "features" in vectors and index.has_audio_features:
+                ndcg["expanded"] = expanded_table(index, split, queries, vectors, ndcg["model"],
+                                                  EXPAND, k)
+                result["notes"].append(
+                    f"expanded row: each sound queries with its {EXPAND} nearest other sounds of "
+                    "the split in the index averaged in, as a search with expand does")
             result["ndcg30"] = ndcg
             result["notes"].append(f"model row: rankings from the {params.kind} index "
                                    f"{index.root} ({params.factory})")
@@ -145,6 +152,39 @@ def index_table(
     recall = {name: _recall(index, routes[name][0], databases[d], routes[name][1])
               for name, (q, d, _) in DIRECTIONS.items()}
     return ndcg, recall
+
+
+def expanded_table(index: SearchIndex, split: str, queries: dict[str, Side],
+                   vectors: dict[str, np.ndarray], plain: dict[str, float], count: int,
+                   k: int = 30) -> dict[str, float]:
+    """The table with each sound query expanded through the split's other sounds in the index
+    (found by the audio features, as a search with ``expand`` finds them); image queries as in
+    ``plain``."""
+    databases = _databases(index, split)
+    sounds = databases["aud"]
+    fetch = min(len(sounds.rowids), (count + 1) * sounds.max_rows_per_key + 8)
+    scores, found = index.search(FEATURES, vectors["features"], fetch, restrict_to=sounds.rowids)
+    stored = {m: index.vectors(m) for m in ("audio", FEATURES)}
+    neighbours: dict[str, list[np.ndarray]] = {"audio": [], FEATURES: []}
+    for q, (row_scores, row_ids) in enumerate(zip(scores, found, strict=True)):
+        keys: dict[int, int] = {}  # one row of each other recording, best first
+        for score, rowid in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
+            if rowid < 0 or len(keys) == count:
+                break
+            key = sounds.key_of[rowid]
+            if (sounds.keys[key] != queries["aud"].keys[q] and score < SAME_RECORDING
+                    and key not in keys):
+                keys[key] = rowid
+        for modality, (values, rowids) in stored.items():
+            at = np.searchsorted(rowids, np.fromiter(keys.values(), np.int64, len(keys)))
+            neighbours[modality].append(np.asarray(values[at], dtype=np.float32))
+    query_emb = expanded(vectors["aud"], neighbours["audio"])
+    query_features = expanded(vectors["features"], neighbours[FEATURES])
+    return {
+        **plain,
+        "aud-im": _ndcg(index, query_emb, queries["aud"], databases["im"], "image", False, k),
+        "aud-aud": _ndcg(index, query_features, queries["aud"], sounds, FEATURES, True, k),
+    }
 
 
 def _route(index: SearchIndex, name: str, query_side: str, db_side: str,

@@ -98,6 +98,10 @@ def test_eval_index_through_the_command(flat_index, tiny_bundle, tiny_corpus, tm
     # The model row: equal up to the near-ties of the tiny model (see `separated`).
     for direction, value in brute["ndcg30"]["model"].items():
         assert indexed["ndcg30"]["model"][direction] == pytest.approx(value, abs=0.03)
+    # Sound queries expanded through the split's sounds, found in the index's audio features.
+    assert "expanded row: each sound queries with its 10 nearest" in printed
+    for direction, value in brute["ndcg30"]["expanded"].items():
+        assert indexed["ndcg30"]["expanded"][direction] == pytest.approx(value, abs=0.03)
     assert "recall10" not in indexed
 
 
