@@ -19,7 +19,7 @@ import numpy as np
 from indexer.bundle import FEATURES
 from indexer.search import SearchIndex, open_index
 from models.errors import CorpusError
-from models.evaluation.dataset import load_retrieval_set, split_items
+from models.evaluation.dataset import is_retrieval_item, load_retrieval_set, split_items
 from models.evaluation.metrics import label_relevance
 from models.evaluation.run import add_localization, cca_row
 from models.evaluation.scores import chance_table
@@ -119,7 +119,7 @@ def evaluate_index(
 
 def query_sides(held_out: Sequence[Item], image_labels, audio_labels) -> dict[str, Side]:
     """The query keys in the order ``load_retrieval_set`` decoded them (first appearance)."""
-    retrieval = [item for item in held_out if "box" not in item.extra]
+    retrieval = [item for item in held_out if is_retrieval_item(item)]
     sides = {}
     for side, labels in (("im", image_labels), ("aud", audio_labels)):
         keys = list(dict.fromkeys(media_keys(item)[_KEY_SIDE[side]] for item in retrieval))
@@ -197,7 +197,7 @@ def _route(index: SearchIndex, name: str, query_side: str, db_side: str,
 
 def _databases(index: SearchIndex, split: str) -> dict[str, Database]:
     """The split's rows of the index (scenes left out, as in the brute-force table)."""
-    entries = [e for e in index.entries(index.rowids(split)) if "box" not in e.item.extra]
+    entries = [e for e in index.entries(index.rowids(split)) if is_retrieval_item(e.item)]
     databases = {}
     for side in ("im", "aud"):
         positions: dict[str, int] = {}

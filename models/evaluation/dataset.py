@@ -34,6 +34,12 @@ class SceneSet:
     boxes: np.ndarray  # float (K, 4): x0, y0, x1, y1 as fractions of the frame
 
 
+def is_retrieval_item(item: Item) -> bool:
+    """A pair (or clip) of the retrieval table: not a scene of several digits (``box``), nor
+    one whose sound is of nothing in the frame (``absent``)."""
+    return "box" not in item.extra and not item.extra.get("absent")
+
+
 def split_items(items: Sequence[Item], split: str | None) -> list[Item]:
     return [item for item in items if split is None or item.split == split]
 
@@ -44,7 +50,7 @@ def load_retrieval_set(
     images: dict[str, tuple[np.ndarray, frozenset[str]]] = {}
     waves: dict[str, tuple[np.ndarray, frozenset[str]]] = {}
     for item in tqdm(items, desc="decoding", unit="item", disable=not progress, leave=False):
-        if "box" in item.extra or item.extra.get("absent"):
+        if not is_retrieval_item(item):
             continue  # scenes: several digits, or none of them spoken
         image_key, audio_key = media_keys(item)
         if image_key in images and audio_key in waves:

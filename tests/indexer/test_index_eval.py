@@ -16,9 +16,9 @@ from indexer.bundle import read_info
 from indexer.evaluate import index_table, query_sides
 from indexer.search import open_index
 from models.cli import main
-from models.evaluation.dataset import split_items
+from models.evaluation.dataset import is_retrieval_item, load_retrieval_set, split_items
 from models.evaluation.scores import retrieval_table
-from models.item_media import media_keys
+from models.item_media import InputSpec, media_keys
 from models.manifest import read_manifest
 
 
@@ -40,7 +40,7 @@ def labels_by_key(held_out, side: int) -> dict[str, frozenset[str]]:
     """Each distinct medium's labels: its first item's, as load_retrieval_set takes them."""
     found: dict[str, frozenset[str]] = {}
     for item in held_out:
-        if "box" not in item.extra:
+        if is_retrieval_item(item):
             found.setdefault(media_keys(item)[side], frozenset(item.labels))
     return found
 
@@ -114,3 +114,14 @@ def test_approximate_kinds_report_recall(tiny_bundle, tiny_corpus, tmp_path, cap
     assert all(0.0 <= value <= 1.0 for value in result["recall10"].values())
     assert "recall@10 of the hnsw index" in capsys.readouterr().out
     assert result["index"]["kind"] == "hnsw" == read_info(out.resolve()).index.kind
+
+
+def test_the_queries_are_the_decoded_media_scenes_left_out(tiny_corpus):
+    """Query keys line up with the media the brute-force table decodes: neither the 2x2 scenes
+    nor the off-screen ones (whose sound is of nothing in the frame) are retrieval queries."""
+    held_out = split_items(read_manifest(tiny_corpus), "test")
+    assert any(item.extra.get("absent") for item in held_out)
+    data = load_retrieval_set(tiny_corpus, held_out, InputSpec(64, 8000, 1.0), progress=False)
+    sides = query_sides(held_out, data.image_labels, data.audio_labels)
+    assert len(sides["im"].keys) == len(data.images)
+    assert len(sides["aud"].keys) == len(data.waves)
