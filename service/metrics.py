@@ -43,8 +43,9 @@ class _IndexCollector(Collector):
         gauge = GaugeMetricFamily("avsearch_index_vectors", "vectors in the serving index",
                                   labels=["modality"])
         values = self._read()
-        for modality in ("image", "audio"):
-            gauge.add_metric([modality], values.get(modality, 0))
+        for modality, count in values.items():
+            if modality != "items":
+                gauge.add_metric([modality], count)
         yield gauge
         items = GaugeMetricFamily("avsearch_index_items", "items in the serving index")
         items.add_metric([], values.get("items", 0))

@@ -190,7 +190,8 @@ class ReadyResponse(BaseModel):
         "model": {"hash": "092d4b8664cbb2aa", "preset": "digits",
                   "provider": "CPUExecutionProvider", "on_gpu": False},
         "index": {"build_id": "20261126T005859-d3a019", "kind": "flat", "items": 5200,
-                  "vectors": {"image": 5200, "audio": 5200}, "shards": 1,
+                  "vectors": {"image": 5200, "audio": 5200, "audio_features": 5200},
+                  "shards": 1,
                   "on_gpu": False, "gpus": 0,
                   "built_at": "2026-11-26T00:59:00+0000"},
     }]})

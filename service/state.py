@@ -78,8 +78,8 @@ class AppState:
         if self.engine is None:
             return {}
         info = self.engine.index.info
-        return {"items": info.counts.get("items", 0), "image": info.counts.get("image", 0),
-                "audio": info.counts.get("audio", 0)}
+        return {"items": info.counts.get("items", 0),
+                **{m: info.counts.get(m, 0) for m in info.modalities}}
 
     def close(self) -> None:
         if self.jobs is not None:

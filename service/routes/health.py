@@ -34,7 +34,7 @@ async def readyz(state: State) -> ReadyResponse | JSONResponse:
                           provider=runtime.provider, on_gpu=runtime.on_gpu),
         index=IndexStatus(build_id=info.build_id, kind=info.index.kind,
                           items=info.counts.get("items", 0),
-                          vectors={m: info.counts.get(m, 0) for m in ("image", "audio")},
+                          vectors={m: info.counts.get(m, 0) for m in info.modalities},
                           shards=info.shards, on_gpu=index.on_gpu, gpus=index.gpus,
                           built_at=info.built_at),
     )

@@ -25,6 +25,8 @@ def test_readyz_reports_model_index_and_devices(server: httpx.Client,
     assert body["model"]["provider"] == "CPUExecutionProvider" and not body["model"]["on_gpu"]
     assert body["index"]["build_id"] == info["build_id"]
     assert body["index"]["items"] == info["counts"]["items"] > 0
+    count = info["counts"]["items"]
+    assert body["index"]["vectors"] == {"image": count, "audio": count, "audio_features": count}
     assert body["index"]["on_gpu"] is False and body["index"]["kind"] == "flat"
 
 
@@ -39,6 +41,8 @@ def test_metrics_count_requests_latency_errors_and_index_size(server: httpx.Clie
     assert 'avsearch_errors_total{route="/v1/items/{item_id:path}",status="404"}' in text
     items = server.get("/readyz").json()["index"]["items"]
     assert f"avsearch_index_items {float(items)}" in text
+    for modality in ("image", "audio", "audio_features"):
+        assert f'avsearch_index_vectors{{modality="{modality}"}} {float(items)}' in text
     assert 'avsearch_query_stage_seconds_count{stage="embed"}' in text
 
 
