@@ -203,6 +203,7 @@ class AudioTower(nn.Module):
         pools = [i for i, layer in enumerate(self.trunk) if isinstance(layer, nn.MaxPool2d)]
         self.mix_after = frozenset(pools[:2])
         self.mixstyle = MixStyle()
+        self.head_dropout = 0.0  # training only: dropout on the pooled trunk (set by training)
         self.pooling = audio.pooling
         pooled_dim = preset.channels[-1] * (2 if audio.pooling == "meanmax" else 1)
         self.fc1 = nn.Linear(pooled_dim, preset.hidden_dim)
@@ -238,4 +239,6 @@ class AudioTower(nn.Module):
 
     def head(self, pooled: torch.Tensor) -> torch.Tensor:
         """The pooled map -> the L2-normalised embedding shared with the image tower."""
+        if self.training and self.head_dropout > 0:
+            pooled = F.dropout(pooled, self.head_dropout, training=True)
         return F.normalize(self.fc2(F.relu(self.fc1(pooled))), dim=1)

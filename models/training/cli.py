@@ -29,6 +29,13 @@ def _share(text: str) -> float:
     return value
 
 
+def _dropout(text: str) -> float:
+    value = _weight(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, not {text}")
+    return value
+
+
 def _tempo(text: str) -> float:
     value = _weight(text)
     if not 1.0 <= value <= 3.0:
@@ -169,6 +176,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="in this share of the batches, mix each sound's early audio "
                         "feature statistics with another's (MixStyle: made-up voices; "
                         "default: 0, off)")
+    parser.add_argument("--head-dropout", type=_dropout, default=0.0, metavar="P",
+                        help="in training, drop this share of the audio tower's pooled trunk "
+                        "features before its head, so that the head leans on no few of them "
+                        "(default: 0, off)")
     parser.add_argument("--mil-alike", type=_share, default=0.0, metavar="COS",
                         help="from a quarter of the way in, leave out of the localisation loss "
                         "each rolled negative whose sound's source (the location of its own "
@@ -228,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
         recluster_every=args.recluster_every,
         teachers=args.teachers, distill_weight=args.distill_weight,
         equaliser=args.equaliser, reverb=args.reverb, mixstyle=args.mixstyle,
+        head_dropout=args.head_dropout,
         temperature=args.temperature,
         seed=args.seed,
         device=args.device,

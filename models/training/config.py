@@ -38,6 +38,7 @@ class TrainConfig:
     equaliser: float = 12.0  # dB of a random equaliser on each training sound; 0: off
     reverb: float = 0.5  # share of training sounds heard in a random room; 0: off
     mixstyle: float = 0.0  # share of batches whose early audio feature statistics are mixed
+    head_dropout: float = 0.0  # dropout on the audio tower's pooled trunk before its head
     mil_alike: float = 0.0  # cosine above which a rolled MIL negative is skipped as alike; 0: off
     clusters: int = -1  # groups of training images whose centres the sounds are taught; 0: off;
     # -1: the preset's

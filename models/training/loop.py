@@ -117,6 +117,7 @@ class Trainer:
         self.gen = seed_everything(config.seed)
         self.model = AVModel(self.preset).to(self.device)
         self.model.audio.mixstyle.p = config.mixstyle
+        self.model.audio.head_dropout = config.head_dropout
         if config.temperature > 0:
             self.model.hold_temperature(config.temperature)
         # The averaged weights are the ones evaluated and exported; the raw ones are trained.

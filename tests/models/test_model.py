@@ -230,3 +230,17 @@ def test_time_stretch_draws_a_word_out_about_the_centre_and_keeps_its_bands():
     out = stretch.train()(spec.repeat(8, 1, 1, 1))
     lengths = (out[:, 0, 2] > 0.5).sum(dim=1)
     assert int(lengths.min()) >= 12 and int(lengths.max()) <= 35
+
+
+def test_head_dropout_acts_only_in_training_and_costs_no_randomness_when_off():
+    model = AVModel(DIGITS)
+    pooled = torch.rand(4, model.audio.fc1.in_features)
+    model.audio.train()
+    state = torch.get_rng_state()
+    plain = model.audio.head(pooled)
+    assert torch.equal(torch.get_rng_state(), state)  # off: the seed's stream is untouched
+    model.audio.head_dropout = 0.5
+    dropped = model.audio.head(pooled)
+    assert not torch.allclose(dropped, plain)
+    model.audio.eval()
+    assert torch.equal(model.audio.head(pooled), plain)  # eval: as without it
