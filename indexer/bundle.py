@@ -46,13 +46,13 @@ MODALITIES: tuple[str, ...] = ("image", "audio")
 FEATURES = "audio_features"
 """The third index of a bundle built with a model whose audio graph gives the audio tower's own
 features: what audio -> audio searches rank sounds by (models.export.AudioGraph)."""
+_TMP_MARK = ".tmp-"
 
 
 def modalities_of(has_audio_features: bool) -> tuple[str, ...]:
     """The vector sets a bundle holds: image and audio, and the audio features when the
     model gives them."""
     return (*MODALITIES, FEATURES) if has_audio_features else MODALITIES
-_TMP_MARK = ".tmp-"
 
 
 def index_file(modality: str) -> str:
@@ -101,7 +101,9 @@ class IndexInfo(BaseModel):
     manifest_hash: str
     segments: bool
     counts: dict[str, int]  # items, and vectors per modality
-    modalities: list[str] = Field(default_factory=lambda: list(MODALITIES))  # + FEATURES
+    # The vector sets it holds, an index each; bundles written before the audio features had
+    # no such field and hold MODALITIES.
+    modalities: list[str] = Field(default_factory=lambda: list(MODALITIES))
     index: IndexParams
     metric: str = "inner_product"
     device: str  # where FAISS built the indices: cpu or cuda

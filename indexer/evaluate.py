@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from indexer.bundle import FEATURES
+from indexer.expand import expand_with, nearest_recordings
 from indexer.search import SearchIndex, open_index
 from models.errors import CorpusError
 from models.evaluation.dataset import is_retrieval_item, load_retrieval_set, split_items
 from models.evaluation.metrics import label_relevance
 from models.evaluation.run import add_localization, cca_row
 from models.evaluation.scores import chance_table
-from models.expansion import EXPAND, SAME_RECORDING, expanded
+from models.expansion import EXPAND
 from models.item_media import InputSpec, media_keys
 from models.manifest import Item, read_manifest
 from models.runtime import ModelRuntime
@@ -157,29 +158,15 @@ def index_table(
 def expanded_table(index: SearchIndex, split: str, queries: dict[str, Side],
                    vectors: dict[str, np.ndarray], plain: dict[str, float], count: int,
                    k: int = 30) -> dict[str, float]:
-    """The table with each sound query expanded through the split's other sounds in the index
-    (found by the audio features, as a search with ``expand`` finds them); image queries as in
-    ``plain``."""
+    """The table with each sound query expanded through the split's other sounds in the index,
+    as a search with ``expand`` expands it (indexer.expand); image queries as in ``plain``."""
     databases = _databases(index, split)
     sounds = databases["aud"]
-    fetch = min(len(sounds.rowids), (count + 1) * sounds.max_rows_per_key + 8)
-    scores, found = index.search(FEATURES, vectors["features"], fetch, restrict_to=sounds.rowids)
-    stored = {m: index.vectors(m) for m in ("audio", FEATURES)}
-    neighbours: dict[str, list[np.ndarray]] = {"audio": [], FEATURES: []}
-    for q, (row_scores, row_ids) in enumerate(zip(scores, found, strict=True)):
-        keys: dict[int, int] = {}  # one row of each other recording, best first
-        for score, rowid in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
-            if rowid < 0 or len(keys) == count:
-                break
-            key = sounds.key_of[rowid]
-            if (sounds.keys[key] != queries["aud"].keys[q] and score < SAME_RECORDING
-                    and key not in keys):
-                keys[key] = rowid
-        for modality, (values, rowids) in stored.items():
-            at = np.searchsorted(rowids, np.fromiter(keys.values(), np.int64, len(keys)))
-            neighbours[modality].append(np.asarray(values[at], dtype=np.float32))
-    query_emb = expanded(vectors["aud"], neighbours["audio"])
-    query_features = expanded(vectors["features"], neighbours[FEATURES])
+    fetch = (count + 2) * sounds.max_rows_per_key + 8  # room for each recording's copies
+    found = nearest_recordings(index, vectors["features"], count, restrict_to=sounds.rowids,
+                               fetch=fetch)
+    query_emb = expand_with(index, vectors["aud"], "audio", found)
+    query_features = expand_with(index, vectors["features"], FEATURES, found)
     return {
         **plain,
         "aud-im": _ndcg(index, query_emb, queries["aud"], databases["im"], "image", False, k),

@@ -35,6 +35,8 @@ class AudioGraphInfo(BaseModel):
     samples: int  # float32 (batch, samples) mono in [-1, 1]
     outputs: list[str] = ["embedding"]  # and "features" (for audio -> audio), when it has them
     features_dim: int | None = None  # the size of "features"; None: the graph has none
+    speeds: list[float] = [1.0]  # playback speeds the graph averages embeddings over
+    tempo_s: float | None = None  # heard duration each sound is stretched to first; None: as is
 
     @model_validator(mode="after")
     def _features_sized(self) -> AudioGraphInfo:
@@ -45,8 +47,6 @@ class AudioGraphInfo(BaseModel):
             raise ValueError("features_dim must be given exactly when the audio graph has "
                              "a features output")
         return self
-    speeds: list[float] = [1.0]  # playback speeds the graph averages embeddings over
-    tempo_s: float | None = None  # heard duration each sound is stretched to first; None: as is
 
 
 class CentringInfo(BaseModel):

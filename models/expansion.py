@@ -22,6 +22,9 @@ expansion without a count, and what ``avsearch eval`` and calibration measure it
 
 MAX_EXPAND = 50
 
+SOUND_QUERIES = ("aud-im", "aud-aud")
+"""The directions whose queries are sounds: those an expansion changes."""
+
 EXPANDED = "+expand"
 """The suffix of a direction's calibration curve fitted on expanded queries (``aud-im+expand``)."""
 
@@ -43,8 +46,8 @@ def expanded(queries: np.ndarray, neighbours: list[np.ndarray]) -> np.ndarray:
 def nearest_sounds(query_features: np.ndarray, collection_features: np.ndarray,
                    count: int) -> list[np.ndarray]:
     """For each query, the row numbers of its ``count`` nearest sounds of the collection by
-    features, best first, never the same recording (brute force: for evaluation and
-    calibration; the service asks its index)."""
+    features, best first, never the same recording (brute force over distinct media: for
+    evaluation and calibration; an index is asked through indexer.expand)."""
     if count < 1 or not len(collection_features):
         return [np.zeros(0, np.int64) for _ in range(len(query_features))]
     similarity = query_features @ collection_features.T

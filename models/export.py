@@ -79,7 +79,7 @@ class ImageGraph(nn.Module):
 
 
 class AudioGraph(nn.Module):
-    """float32 (B, samples) mono -> embedding (B, D), features (B, F).
+    """float32 (B, samples) mono -> embedding (B, D), features (B, D).
 
     With ``speeds`` other than ``(1.0,)``, the sound is also played faster and slower (pitch and
     tempo together, as the training augmentation does), each version embedded, and the
@@ -91,22 +91,22 @@ class AudioGraph(nn.Module):
     head is trained to meet the image tower and keeps little beyond what a picture shows; the
     trunk keeps how a sound sounds, and ranks another recording of the same word said by the
     same voice much higher (docs/benchmarks.md, "The audio tower's own features"). With
-    ``features=False`` the graph has the one output, as bundles before it. Where the trunk is
-    wider or narrower than the embedding, the features are brought to the embedding's size by a
-    fixed orthonormal projection (:func:`features_projection`), so that every index of a bundle
+    ``with_features=False`` the graph has the one output, as bundles before it. Where the trunk
+    is wider or narrower than the embedding, the features are brought to the embedding's size by
+    a fixed orthonormal projection (:func:`features_projection`), so that every index of a bundle
     holds vectors of one size; a projection of that kind keeps cosine similarities close.
     """
 
     def __init__(self, tower: AudioTower, audio: AudioSpec,
                  speeds: tuple[float, ...] = (1.0,), centre: torch.Tensor | None = None,
-                 tempo_s: float | None = None, features: bool = True) -> None:
+                 tempo_s: float | None = None, with_features: bool = True) -> None:
         super().__init__()
         self.tower = tower
         self.audio = audio
         self.speeds = tuple(speeds)
         self.centre = centre
         self.tempo_s = tempo_s
-        self.features = features
+        self.with_features = with_features
         self.projection = features_projection(tower.fc1.in_features, tower.fc2.out_features)
 
     def pooled(self, wave: torch.Tensor) -> torch.Tensor:
@@ -122,7 +122,7 @@ class AudioGraph(nn.Module):
         if self.speeds == (1.0,):
             pooled = self.pooled(audio)
             embedding = centred(self.tower.head(pooled), self.centre)
-            return (embedding, self.project(pooled)) if self.features else embedding
+            return (embedding, self.project(pooled)) if self.with_features else embedding
         samples, count = self.audio.num_samples, audio.shape[0]
         # Every speed's version in one batch through one pass of the tower: about a fifth less
         # time in ONNX Runtime than a pass per speed (docs/benchmarks.md, "Service under load").
@@ -130,7 +130,7 @@ class AudioGraph(nn.Module):
         pooled = self.pooled(waves)
         embeddings = self.tower.head(pooled).reshape(len(self.speeds), count, -1)
         embedding = centred(F.normalize(embeddings.sum(0), dim=1), self.centre)
-        if not self.features:
+        if not self.with_features:
             return embedding
         return embedding, self.project(pooled.reshape(len(self.speeds), count, -1).mean(0))
 
@@ -274,7 +274,7 @@ def write_graphs(image_graph: ImageGraph, audio_graph: AudioGraph, folder: Path,
 
 
 def audio_outputs(graph: AudioGraph) -> list[str]:
-    return ["embedding", "features"] if graph.features else ["embedding"]
+    return ["embedding", "features"] if graph.with_features else ["embedding"]
 
 
 def export_bundle(
@@ -297,7 +297,7 @@ def export_bundle(
     staging.mkdir(parents=True)
     image_graph = ImageGraph(model.image).eval()
     audio_graph = AudioGraph(model.audio, preset.audio, speeds, tempo_s=tempo_s,
-                             features=features).eval()
+                             with_features=features).eval()
     centring_info = None
     if centring is not None:
         image_graph.centre = mean_embedding(image_graph, centring.batches(centring.frames))

@@ -11,10 +11,10 @@ from typing import Literal
 import numpy as np
 
 from indexer.bundle import FEATURES
+from indexer.expand import expand_queries
 from indexer.search import SearchIndex
 from models import media
 from models.errors import AvsearchError, UnsupportedMediaError
-from models.expansion import SAME_RECORDING, expanded
 from models.runtime import ModelRuntime
 
 Kind = Literal["image", "audio", "video"]
@@ -136,22 +136,15 @@ def embed_sound(runtime: ModelRuntime, upload: Upload, side: VectorSet
 
 
 def expand_query(index: SearchIndex, vector: np.ndarray, features: np.ndarray | None,
-                 searched: VectorSet, count: int, exclude: int | None = None
+                 side: VectorSet, count: int, exclude: int | None = None
                  ) -> tuple[np.ndarray, int]:
-    """A sound query averaged with its ``count`` nearest sounds of the index by the audio
-    features (models.expansion), in the space it searches: (the vector, how many it was
-    averaged with). Never with itself: not the row ``exclude``, nor the same recording."""
-    if count < 1 or features is None or not index.has_audio_features:
+    """A (1, D) sound query (``vector``, of the vector set ``side``) averaged with its
+    ``count`` nearest sounds of the index (indexer.expand): (the vector, how many it was
+    averaged with). An image query (no ``features``) is returned as it is."""
+    if features is None:
         return vector, 0
-    fetch = min(count + 8, max(index.count, 1))  # room for the query's own copies
-    scores, rowids = index.search(FEATURES, features, fetch)
-    rows = [int(r) for s, r in zip(scores[0], rowids[0], strict=True)
-            if r >= 0 and r != exclude and s < SAME_RECORDING][:count]
-    if not rows:
-        return vector, 0
-    stored = FEATURES if searched == FEATURES else "audio"
-    neighbours = np.concatenate([stored_vector(index, r, stored) for r in rows])
-    return expanded(vector, [neighbours]), len(rows)
+    query, used = expand_queries(index, vector, features, side, count, exclude=exclude)
+    return query, used[0]
 
 
 def stored_vector(index: SearchIndex, rowid: int, side: VectorSet) -> np.ndarray:

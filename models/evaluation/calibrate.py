@@ -43,7 +43,7 @@ from models.evaluation.dataset import (
     split_items,
 )
 from models.evaluation.scores import retrieved_pairs
-from models.expansion import EXPAND, EXPANDED, expand_sounds, plain
+from models.expansion import EXPAND, EXPANDED, SOUND_QUERIES, expand_sounds, plain
 from models.item_media import InputSpec
 from models.manifest import read_manifest
 from models.runtime import ModelRuntime
@@ -73,9 +73,8 @@ def all_pairs(data: RetrievalSet, image_emb: np.ndarray, audio_emb: np.ndarray,
     queries = expand_sounds(audio_emb, features, EXPAND)
     expanded_pairs = retrieved_pairs(image_emb, audio_emb, data.image_labels, data.audio_labels,
                                      k, random_per_query, audio_features=features,
-                                     sound_queries=queries)
-    pairs.update({d + EXPANDED: expanded_pairs[d] for d in ("aud-im", "aud-aud")
-                  if d in expanded_pairs})
+                                     sound_queries=queries, directions=SOUND_QUERIES)
+    pairs.update({d + EXPANDED: p for d, p in expanded_pairs.items()})
     return pairs
 
 

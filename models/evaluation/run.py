@@ -15,7 +15,7 @@ from models.evaluation.dataset import (
     split_items,
 )
 from models.evaluation.scores import auroc, chance_table, localization_scores, retrieval_table
-from models.expansion import EXPAND, expand_sounds
+from models.expansion import EXPAND, SOUND_QUERIES, expand_sounds
 from models.item_media import InputSpec
 from models.manifest import read_manifest
 from models.runtime import ModelRuntime
@@ -58,14 +58,14 @@ def evaluate_bundle(
             # Searches rank sounds by the audio tower's own features; the shared embedding's
             # figure is kept beside it, for comparison with bundles that have none.
             by_embedding = retrieval_table(image_emb, audio_emb, data.image_labels,
-                                           data.audio_labels)["aud-aud"]
+                                           data.audio_labels, directions=["aud-aud"])["aud-aud"]
             result["aud_aud_by_embedding"] = by_embedding
             result["notes"].append("aud-aud ranks sounds by the audio tower's own features "
                                    f"(by the shared embedding: {by_embedding:.3f})")
-            ndcg["expanded"] = retrieval_table(
+            ndcg["expanded"] = {**ndcg["model"], **retrieval_table(
                 image_emb, audio_emb, data.image_labels, data.audio_labels,
-                audio_features=features,
-                sound_queries=expand_sounds(audio_emb, features, EXPAND))
+                audio_features=features, directions=SOUND_QUERIES,
+                sound_queries=expand_sounds(audio_emb, features, EXPAND))}
             result["notes"].append(
                 f"expanded: each sound queries with its {EXPAND} nearest other sounds of the "
                 "split by the audio features averaged in, as a search with expand does (helps "

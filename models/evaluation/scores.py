@@ -35,13 +35,16 @@ def retrieval_table(
     k: int = 30,
     audio_features: np.ndarray | None = None,
     sound_queries: tuple[np.ndarray, np.ndarray] | None = None,
+    directions: Sequence[str] = DIRECTIONS,
 ) -> dict[str, float]:
-    """nDCG@k in the four directions; similarity is the inner product of normalised embeddings.
-    ``audio_features`` (the audio graph's own features), when given, rank audio -> audio;
-    ``sound_queries`` (embeddings, features), when given, are what the sounds query with
-    (expanded through the collection: models.expansion)."""
+    """nDCG@k in ``directions`` (default all four); similarity is the inner product of
+    normalised embeddings. ``audio_features`` (the audio graph's own features), when given,
+    rank audio -> audio; ``sound_queries`` (embeddings, features), when given, are what the
+    sounds query with (expanded through the collection: models.expansion)."""
     table = {}
     for direction, (query_labels, db_labels, same) in _pairs(image_labels, audio_labels).items():
+        if direction not in directions:
+            continue
         similarity = _similarity(direction, image_emb, audio_emb, audio_features, sound_queries)
         relevance = label_relevance(query_labels, db_labels)
         table[direction] = ndcg_at_k(similarity, relevance, k, exclude_self=same)
@@ -105,6 +108,7 @@ def retrieved_pairs(
     seed: int = 0,
     audio_features: np.ndarray | None = None,
     sound_queries: tuple[np.ndarray, np.ndarray] | None = None,
+    directions: Sequence[str] = DIRECTIONS,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per direction, the scores of each query's top ``k`` hits and whether each is a match
     (shares a label): the pairs a search shows, on which match probabilities are judged.
@@ -112,10 +116,12 @@ def retrieved_pairs(
     so that a fit also sees the low scores a search shows only when nothing matches.
     Same-modality queries never retrieve themselves; ``audio_features`` rank audio -> audio
     when given, and ``sound_queries`` are what the sounds query with, as in
-    :func:`retrieval_table`."""
+    :func:`retrieval_table`; only ``directions`` are paired."""
     rng = np.random.default_rng(seed)
     pairs = {}
     for direction, (query_labels, db_labels, same) in _pairs(image_labels, audio_labels).items():
+        if direction not in directions:
+            continue
         similarity = _similarity(direction, image_emb, audio_emb, audio_features, sound_queries)
         if same:
             np.fill_diagonal(similarity, -np.inf)

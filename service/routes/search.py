@@ -108,7 +108,7 @@ def _search_upload(base: str, engine: Engine, data: bytes, direction: Direction 
         vector, features = embed_sound(runtime, upload, query_side)
     embedded = time.perf_counter()
     with engine.lease() as index:
-        query, expanded_with = expand_query(index, vector, features, searched, expand)
+        query, expanded_with = expand_query(index, vector, features, query_side, expand)
         hits = with_probabilities(runtime, direction, search(index, query, searched, k), cut,
                                   expanded=expanded_with > 0)
         build_id = index.info.build_id
@@ -180,7 +180,7 @@ def _search_by_id(base: str, engine: Engine, item_id: str, direction: Direction,
         # The item itself is not an answer to "what else looks (sounds) like this", nor its own
         # evidence in an expansion.
         exclude = item["rowid"] if query_side == searched else None
-        query, expanded_with = expand_query(index, vector, features, searched, expand,
+        query, expanded_with = expand_query(index, vector, features, query_side, expand,
                                             exclude=item["rowid"])
         hits = with_probabilities(runtime, direction,
                                   search(index, query, searched, k, exclude=exclude), cut,
