@@ -66,6 +66,13 @@ class Preset:
     clusters: int = 0  # training only: groups of training images whose centres the sounds are
     # also taught (cross-modal clustering; 0: off). Digits: ten, the kinds of object the data
     # shows; the labels are never read
+    audio_channels: tuple[int, ...] = ()  # the audio tower's block widths, where they are not
+    # the image tower's (empty: ``channels``)
+
+    @property
+    def audio_widths(self) -> tuple[int, ...]:
+        """The audio tower's four block widths."""
+        return self.audio_channels or self.channels
 
     @property
     def grid_size(self) -> int:
@@ -80,6 +87,7 @@ class Preset:
         data = dict(data)
         data["audio"] = AudioSpec(**data["audio"])
         data["channels"] = tuple(data["channels"])
+        data["audio_channels"] = tuple(data.get("audio_channels", ()))
         return cls(**data)
 
 

@@ -198,14 +198,14 @@ class AudioTower(nn.Module):
         self.spec_augment = SpecAugment(audio.num_bins // 8, audio.num_frames // 10)
         inputs = 2 if audio.frame_norm else 1
         self.input_norm = nn.BatchNorm2d(inputs)
-        self.trunk = vgg_trunk(inputs, preset.channels)
+        self.trunk = vgg_trunk(inputs, preset.audio_widths)
         # MixStyle (off unless training sets its share) after each of the first two blocks.
         pools = [i for i, layer in enumerate(self.trunk) if isinstance(layer, nn.MaxPool2d)]
         self.mix_after = frozenset(pools[:2])
         self.mixstyle = MixStyle()
         self.head_dropout = 0.0  # training only: dropout on the pooled trunk (set by training)
         self.pooling = audio.pooling
-        pooled_dim = preset.channels[-1] * (2 if audio.pooling == "meanmax" else 1)
+        pooled_dim = preset.audio_widths[-1] * (2 if audio.pooling == "meanmax" else 1)
         self.fc1 = nn.Linear(pooled_dim, preset.hidden_dim)
         self.fc2 = nn.Linear(preset.hidden_dim, preset.embed_dim)
 

@@ -121,6 +121,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "with this decay, e.g. 0.999 (default: off)")
     parser.add_argument("--channels", type=_channels, default=(), metavar="C1,C2,C3,C4",
                         help="the towers' block widths (default: the preset's)")
+    parser.add_argument("--audio-channels", type=_channels, default=(), metavar="C1,C2,C3,C4",
+                        help="the audio tower's block widths alone, where they differ from the "
+                        "image tower's (default: those of --channels)")
     parser.add_argument("--lifter", type=whole_number, default=None, metavar="N",
                         help="cepstral coefficients the audio front end keeps per frame, which "
                         "smooths away the pitch harmonics (0: all; default: the preset's)")
@@ -227,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         corpus=args.corpus, out=args.out, preset=args.preset, loss=args.loss, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         loc_weight=args.loc_weight, distractors=args.distractors, ema=args.ema,
-        channels=args.channels,
+        channels=args.channels, audio_channels=args.audio_channels,
         lifter=-1 if args.lifter is None else args.lifter,
         top_db=-1.0 if args.top_db is None else args.top_db, view_weight=args.view_weight,
         pre_emphasis=-1.0 if args.pre_emphasis is None else args.pre_emphasis,

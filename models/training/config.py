@@ -23,6 +23,7 @@ class TrainConfig:
     distractors: int = 8  # synthetic sounds of no image added to each batch as negatives
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0: off
     channels: tuple[int, ...] = ()  # the towers' block widths; empty: the preset's
+    audio_channels: tuple[int, ...] = ()  # the audio tower's alone; empty: as ``channels``
     lifter: int = -1  # cepstral coefficients kept by the audio front end; -1: the preset's
     top_db: float = -1.0  # dynamic range the front end keeps below each clip's peak; -1: preset's
     pre_emphasis: float = -1.0  # the front end's high-pass coefficient; -1: the preset's

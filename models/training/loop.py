@@ -79,6 +79,8 @@ def configured_preset(config: TrainConfig) -> Preset:
     preset = get_preset(config.preset)
     if config.channels:
         preset = replace(preset, channels=tuple(config.channels))
+    if config.audio_channels:
+        preset = replace(preset, audio_channels=tuple(config.audio_channels))
     audio = preset.audio
     if config.lifter >= 0:
         audio = replace(audio, lifter=config.lifter)

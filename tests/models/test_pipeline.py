@@ -55,6 +55,27 @@ def test_ema_and_channels_resume_and_export_the_averaged_weights(tiny_corpus, tm
     assert main(["export", str(tmp_path / "a"), "--out", str(tmp_path / "model")]) == 0
     info = read_model_info(tmp_path / "model")
     assert info.preset["channels"] == [8, 8, 16, 16] and info.training["ema"] == 0.5
+    assert info.preset["audio_channels"] == []  # the audio tower as wide as the image tower
+
+
+def test_audio_channels_widen_the_audio_tower_alone(tiny_corpus, tmp_path):
+    import torch
+
+    run, model = tmp_path / "r", tmp_path / "model"
+    assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet",
+                 "--batch-size", "8", "--steps", "2", "--eval-every", "2", "--clusters", "0",
+                 "--channels", "8,8,16,16", "--audio-channels", "8,16,32,48"]) == 0
+    weights = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    assert weights["image.fc1.weight"].shape[1] == 16 and weights["audio.fc1.weight"].shape[1] == 48
+    assert main(["export", str(run), "--out", str(model)]) == 0  # checks ONNX against torch
+    info = read_model_info(model)
+    assert info.preset["channels"] == [8, 8, 16, 16]
+    assert info.preset["audio_channels"] == [8, 16, 32, 48]
+    assert info.training["audio_channels"] == [8, 16, 32, 48]
+    waves = np.random.default_rng(5).normal(0, 0.1, (3, 8000)).astype(np.float32)
+    sounds = ModelRuntime(model, device="cpu").embed_sounds(waves)
+    assert sounds.embeddings.shape[1] == info.embed_dim == sounds.features.shape[1]
+    assert np.allclose(np.linalg.norm(sounds.features, axis=1), 1.0, atol=1e-5)
 
 
 def test_a_run_saved_before_later_options_resumes_as_it_was_trained(tiny_corpus, tmp_path):
