@@ -118,7 +118,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: 8; 0: off)")
     parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                         help="evaluate and export an exponential moving average of the weights "
-                        "with this decay, e.g. 0.999 (default: off)")
+                        "with this decay, e.g. 0.998; until the decay is reached (499 steps at "
+                        "0.998) the plain mean of the steps so far (default: off)")
     parser.add_argument("--channels", type=_channels, default=(), metavar="C1,C2,C3,C4",
                         help="the towers' block widths (default: the preset's)")
     parser.add_argument("--audio-channels", type=_channels, default=(), metavar="C1,C2,C3,C4",

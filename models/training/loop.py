@@ -8,12 +8,13 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from models.errors import CorpusError
@@ -57,6 +58,29 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise CorpusError("--device cuda was asked for, but torch sees no CUDA device")
     return torch.device(name)
+
+
+AverageUpdate = Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]
+
+
+def warm_ema(decay: float) -> AverageUpdate:
+    """The ``multi_avg_fn`` of an exponential moving average whose decay is at most
+    n / (n + 1) after n updates: the plain mean of the weights until the decay is reached (after
+    decay / (1 - decay) steps, 499 at 0.998), the moving average from there on. A short run
+    then exports the mean of its steps rather than its first step's weights."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor],
+               count: torch.Tensor) -> None:
+        n = int(count)
+        weight = 1.0 - min(decay, n / (n + 1))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, weight)
+        else:  # integer buffers (BatchNorm's batch count): the latest value
+            for mine, theirs in zip(averaged, current, strict=True):
+                mine.copy_(theirs)
+
+    return update
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -124,7 +148,7 @@ class Trainer:
             self.model.hold_temperature(config.temperature)
         # The averaged weights are the ones evaluated and exported; the raw ones are trained.
         self.ema = (
-            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema),
+            AveragedModel(self.model, multi_avg_fn=warm_ema(config.ema),
                           use_buffers=True)
             if config.ema > 0 else None
         )

@@ -244,3 +244,23 @@ def test_head_dropout_acts_only_in_training_and_costs_no_randomness_when_off():
     assert not torch.allclose(dropped, plain)
     model.audio.eval()
     assert torch.equal(model.audio.head(pooled), plain)  # eval: as without it
+
+
+def test_warm_ema_is_the_mean_until_its_decay_then_the_moving_average():
+    import torch
+
+    from models.training.loop import warm_ema
+
+    update = warm_ema(0.75)  # the mean of the first four steps, then a decay of 0.75
+    averaged = [torch.zeros(2)]
+    steps = [torch.full((2,), float(value)) for value in (1, 2, 3, 4, 5)]
+    averaged[0].copy_(steps[0])  # AveragedModel copies the first step's weights
+    for count, current in enumerate(steps[1:], start=1):
+        update(averaged, [current], torch.tensor(count))
+        if count < 3:
+            assert torch.allclose(averaged[0], torch.stack(steps[: count + 1]).mean(0))
+    # After the mean of 1..4 (2.5), step 5 enters with weight 0.25: 0.75 * 2.5 + 0.25 * 5.
+    assert torch.allclose(averaged[0], torch.full((2,), 3.125))
+    counts = [torch.tensor([3])]
+    update(counts, [torch.tensor([9])], torch.tensor(5))
+    assert counts[0].item() == 9  # an integer buffer takes the latest value
