@@ -111,17 +111,12 @@ def check_direction(kind: Kind, direction: Direction) -> None:
                          "image; use im2aud or im2im, or upload a sound or a clip")
 
 
-def embed(runtime: ModelRuntime, upload: Upload, side: VectorSet) -> np.ndarray:
-    """The (1, D) embedding of the upload's frame or sound (or the sound's audio features)."""
-    if side == "image":
-        assert upload.frame is not None
-        return runtime.embed_images([upload.frame]).embeddings
-    assert upload.audio is not None
-    sounds = runtime.embed_sounds(upload.audio[None, :])
-    if side == FEATURES:
-        assert sounds.features is not None  # vector_sets asks for them only where they exist
-        return sounds.features
-    return sounds.embeddings
+def embed_image(runtime: ModelRuntime, upload: Upload) -> tuple[np.ndarray, np.ndarray]:
+    """The (1, D) embedding of the upload's frame and its (D, h, w) localisation grid (one run
+    of the image graph gives both)."""
+    assert upload.frame is not None
+    image = runtime.embed_images([upload.frame])
+    return image.embeddings, image.grids[0]
 
 
 def embed_sound(runtime: ModelRuntime, upload: Upload, side: VectorSet

@@ -20,7 +20,7 @@ from service.queries import (
     Direction,
     check_direction,
     decode,
-    embed,
+    embed_image,
     embed_sound,
     expand_query,
     search,
@@ -99,11 +99,8 @@ def _search_upload(base: str, engine: Engine, data: bytes, direction: Direction 
     decoded = time.perf_counter()
     query_side, searched = vector_sets(runtime, direction)
     query_grid, features = None, None
-    if query_side == "image" and explain and upload.frame is not None:
-        image = runtime.embed_images([upload.frame])
-        vector, query_grid = image.embeddings, image.grids[0]
-    elif query_side == "image":
-        vector = embed(runtime, upload, query_side)
+    if query_side == "image":
+        vector, query_grid = embed_image(runtime, upload)
     else:
         vector, features = embed_sound(runtime, upload, query_side)
     embedded = time.perf_counter()
