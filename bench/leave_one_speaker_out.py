@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from models.cli import main as avsearch
+from models.training.config import TrainConfig
 
 SPEAKERS = ("george", "jackson", "nicolas", "yweweler")
 DIRECTIONS = ("im-im", "im-aud", "aud-im", "aud-aud")
@@ -89,7 +90,8 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--out", default="runs/loso")
     parser.add_argument("--loss", default="infonce", choices=["infonce", "avc"])
-    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps,
+                        help="training steps a run (default: the trainer's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenes", type=int, default=1000)
     parser.add_argument("--val-share", type=float, default=0.5,

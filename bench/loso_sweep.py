@@ -25,6 +25,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from models.training.config import TrainConfig
+
 SPEAKERS = ("george", "jackson", "nicolas", "yweweler")
 DIRECTIONS = ("im-im", "im-aud", "aud-im", "aud-aud")
 
@@ -161,7 +163,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps,
+                        help="training steps a run (default: the trainer's)")
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--seed", default="0",
                         help="training seed, or several comma-separated (one run of each "

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from loso_sweep import SPEAKERS, avsearch, build_corpus
 
+from models.training.config import TrainConfig
+
 COLUMNS = ("im-aud", "aud-im", "aud-aud")
 
 
@@ -134,7 +136,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps,
+                        help="training steps a run (default: the trainer's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenes", type=int, default=1000)
     args = parser.parse_args()

@@ -105,9 +105,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--loss", default="infonce", choices=["infonce", "avc"],
                         help="embedding loss (default: infonce, the better one on held-out "
                         "speakers, see docs/benchmarks.md)")
-    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps,
+                        help=f"optimiser steps (default: {TrainConfig.steps})")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr,
+                        help=f"peak learning rate, after a warm-up and before a cosine decay "
+                        f"(default: {TrainConfig.lr:g})")
     parser.add_argument("--weight-decay", type=float, default=1e-5)
     parser.add_argument("--loc-weight", type=float, default=1.0,
                         help="weight of the AVOL-Net localisation loss")
@@ -116,10 +119,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="synthetic sounds of no image (noise bursts, tones) added to each "
                         "batch as negatives, so that unrelated sounds match nothing "
                         "(default: 8; 0: off)")
-    parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+    parser.add_argument("--ema", type=float, default=TrainConfig.ema, metavar="DECAY",
                         help="evaluate and export an exponential moving average of the weights "
-                        "with this decay, e.g. 0.998; until the decay is reached (499 steps at "
-                        "0.998) the plain mean of the steps so far (default: off)")
+                        "with this decay; until the decay is reached (499 steps at 0.998) the "
+                        f"plain mean of the steps so far (default: {TrainConfig.ema:g}; 0: off, "
+                        "the last step's weights)")
     parser.add_argument("--channels", type=_channels, default=(), metavar="C1,C2,C3,C4",
                         help="the towers' block widths (default: the preset's)")
     parser.add_argument("--audio-channels", type=_channels, default=(), metavar="C1,C2,C3,C4",
