@@ -73,6 +73,13 @@ class SpecAugment(nn.Module):
         super().__init__()
         self.freq_width, self.time_width, self.masks = freq_width, time_width, masks
 
+    def widen(self, freq_width: int = -1, time_width: int = -1) -> None:
+        """Set the widest masks (bins, frames); a negative width keeps the current one."""
+        if freq_width >= 0:
+            self.freq_width = freq_width
+        if time_width >= 0:
+            self.time_width = time_width
+
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return spec
@@ -82,7 +89,7 @@ class SpecAugment(nn.Module):
         for axis, size, width in ((2, bins, self.freq_width), (3, frames, self.time_width)):
             positions = torch.arange(size, device=spec.device)
             for _ in range(self.masks):
-                length = torch.randint(0, width + 1, (batch, 1), device=spec.device)
+                length = torch.randint(0, min(width, size) + 1, (batch, 1), device=spec.device)
                 start = (torch.rand(batch, 1, device=spec.device) * (size - length)).long()
                 mask = (positions >= start) & (positions < start + length)
                 shape = (batch, 1, size, 1) if axis == 2 else (batch, 1, 1, size)

@@ -188,6 +188,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="in training, drop this share of the audio tower's pooled trunk "
                         "features before its head, so that the head leans on no few of them "
                         "(default: 0, off)")
+    parser.add_argument("--freq-mask", type=whole_number, default=None, metavar="BINS",
+                        help="in training, mask up to two bands of at most this many "
+                        "spectrogram bins in each sound (SpecAugment; default: an eighth of "
+                        "the bins, 8 for digits; 0: off)")
+    parser.add_argument("--time-mask", type=whole_number, default=None, metavar="FRAMES",
+                        help="in training, mask up to two spans of at most this many frames in "
+                        "each sound (SpecAugment; default: a tenth of the frames, 9 for digits; "
+                        "0: off)")
     parser.add_argument("--mil-alike", type=_share, default=0.0, metavar="COS",
                         help="from a quarter of the way in, leave out of the localisation loss "
                         "each rolled negative whose sound's source (the location of its own "
@@ -248,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
         teachers=args.teachers, distill_weight=args.distill_weight,
         equaliser=args.equaliser, reverb=args.reverb, mixstyle=args.mixstyle,
         head_dropout=args.head_dropout,
+        freq_mask=-1 if args.freq_mask is None else args.freq_mask,
+        time_mask=-1 if args.time_mask is None else args.time_mask,
         temperature=args.temperature,
         seed=args.seed,
         device=args.device,

@@ -140,13 +140,15 @@ def test_equaliser_reverb_mixstyle_pitch_warp_and_tempo_train_and_are_recorded(t
     assert main(["train", "--corpus", str(tiny_corpus), "--out", str(run), "--quiet",
                  "--batch-size", "8", "--steps", "2", "--equaliser", "12",
                  "--reverb", "0.5", "--mixstyle", "1", "--pitch-warp", "0.2",
-                 "--tempo", "1.5", "--head-dropout", "0.3"]) == 0
+                 "--tempo", "1.5", "--head-dropout", "0.3", "--freq-mask", "16",
+                 "--time-mask", "0"]) == 0
     summary = json.loads((run / "run.json").read_text())
     config = summary["config"]
     assert config["equaliser"] == 12.0 and config["reverb"] == 0.5 and config["mixstyle"] == 1
     assert config["pitch_warp"] == 0.2 and summary["preset"]["audio"]["pitch_warp"] == 0.2
     assert config["tempo"] == 1.5 and summary["preset"]["audio"]["max_tempo"] == 1.5
     assert config["head_dropout"] == 0.3
+    assert config["freq_mask"] == 16 and config["time_mask"] == 0
 
 
 def test_clusters_start_after_a_quarter_resume_exactly_and_are_recorded(tiny_corpus, tmp_path):
@@ -243,6 +245,8 @@ def test_infonce_options_need_infonce(tiny_corpus, tmp_path, option):
     (["--reverb", "1.5"], "--reverb"),
     (["--reverb", "some"], "--reverb"),
     (["--mixstyle", "2"], "--mixstyle"),
+    (["--time-mask", "-2"], "--time-mask"),
+    (["--freq-mask", "wide"], "--freq-mask"),
     (["--head-dropout", "1"], "--head-dropout"),
     (["--mil-alike", "-0.1"], "--mil-alike"),
     (["--mil-alike", "x"], "--mil-alike"),
