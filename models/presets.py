@@ -53,6 +53,12 @@ class AudioSpec:
     def num_bins(self) -> int:
         return self.n_mels if self.n_mels else self.n_fft // 2 + 1
 
+    @property
+    def mask_widths(self) -> tuple[int, int]:
+        """Training's default widest SpecAugment masks: an eighth of the bins, a tenth of the
+        frames (``avsearch train --freq-mask/--time-mask`` set others)."""
+        return self.num_bins // 8, self.num_frames // 10
+
 
 @dataclass(frozen=True)
 class Preset:

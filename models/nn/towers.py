@@ -73,7 +73,7 @@ class SpecAugment(nn.Module):
         super().__init__()
         self.freq_width, self.time_width, self.masks = freq_width, time_width, masks
 
-    def widen(self, freq_width: int = -1, time_width: int = -1) -> None:
+    def set_widths(self, freq_width: int = -1, time_width: int = -1) -> None:
         """Set the widest masks (bins, frames); a negative width keeps the current one."""
         if freq_width >= 0:
             self.freq_width = freq_width
@@ -202,7 +202,7 @@ class AudioTower(nn.Module):
         self.pitch_warp = PitchWarp(audio.num_bins, audio.pitch_warp)
         self.freq_warp = FrequencyWarp(audio.max_warp)
         self.time_stretch = TimeStretch(audio.max_tempo)
-        self.spec_augment = SpecAugment(audio.num_bins // 8, audio.num_frames // 10)
+        self.spec_augment = SpecAugment(*audio.mask_widths)
         inputs = 2 if audio.frame_norm else 1
         self.input_norm = nn.BatchNorm2d(inputs)
         self.trunk = vgg_trunk(inputs, preset.audio_widths)

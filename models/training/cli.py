@@ -190,12 +190,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: 0, off)")
     parser.add_argument("--freq-mask", type=whole_number, default=None, metavar="BINS",
                         help="in training, mask up to two bands of at most this many "
-                        "spectrogram bins in each sound (SpecAugment; default: an eighth of "
-                        "the bins, 8 for digits; 0: off)")
+                        "spectrogram bins in each sound (SpecAugment; 0: off; default: an "
+                        "eighth of the bins: " + ", ".join(
+                            f"{p.audio.mask_widths[0]} for {name}" for name, p in PRESETS.items())
+                        + ")")
     parser.add_argument("--time-mask", type=whole_number, default=None, metavar="FRAMES",
                         help="in training, mask up to two spans of at most this many frames in "
-                        "each sound (SpecAugment; default: a tenth of the frames, 9 for digits; "
-                        "0: off)")
+                        "each sound (SpecAugment; 0: off; default: a tenth of the frames: "
+                        + ", ".join(f"{p.audio.mask_widths[1]} for {name}"
+                                    for name, p in PRESETS.items()) + ")")
     parser.add_argument("--mil-alike", type=_share, default=0.0, metavar="COS",
                         help="from a quarter of the way in, leave out of the localisation loss "
                         "each rolled negative whose sound's source (the location of its own "

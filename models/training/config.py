@@ -40,8 +40,8 @@ class TrainConfig:
     reverb: float = 0.5  # share of training sounds heard in a random room; 0: off
     mixstyle: float = 0.0  # share of batches whose early audio feature statistics are mixed
     head_dropout: float = 0.0  # dropout on the audio tower's pooled trunk before its head
-    freq_mask: int = -1  # widest SpecAugment band mask, in bins; -1: an eighth of the bins
-    time_mask: int = -1  # widest SpecAugment time mask, in frames; -1: a tenth of the frames
+    freq_mask: int = -1  # widest SpecAugment band mask, in bins; -1: the preset's mask_widths
+    time_mask: int = -1  # widest SpecAugment time mask, in frames; -1: the preset's mask_widths
     mil_alike: float = 0.0  # cosine above which a rolled MIL negative is skipped as alike; 0: off
     clusters: int = -1  # groups of training images whose centres the sounds are taught; 0: off;
     # -1: the preset's

@@ -144,7 +144,7 @@ class Trainer:
         self.model = AVModel(self.preset).to(self.device)
         self.model.audio.mixstyle.p = config.mixstyle
         self.model.audio.head_dropout = config.head_dropout
-        self.model.audio.spec_augment.widen(config.freq_mask, config.time_mask)
+        self.model.audio.spec_augment.set_widths(config.freq_mask, config.time_mask)
         if config.temperature > 0:
             self.model.hold_temperature(config.temperature)
         # The averaged weights are the ones evaluated and exported; the raw ones are trained.

@@ -234,7 +234,7 @@ def test_time_stretch_draws_a_word_out_about_the_centre_and_keeps_its_bands():
 
 def test_spec_augment_masks_no_wider_than_its_widths_and_only_in_training():
     """Each masked band and span is at most its width; up to two of each; 0 turns one off;
-    ``widen`` with a negative width keeps the current one."""
+    ``set_widths`` with a negative width keeps the current one."""
     from models.nn.towers import SpecAugment
 
     torch.manual_seed(3)
@@ -242,16 +242,16 @@ def test_spec_augment_masks_no_wider_than_its_widths_and_only_in_training():
     spec[:, :, 0, 0] = 0.0  # each clip's floor, the value a mask writes
     masks = SpecAugment(8, 9)
     assert torch.equal(masks.eval()(spec), spec)
-    masks.widen(16, -1)
+    masks.set_widths(16, -1)
     assert (masks.freq_width, masks.time_width) == (16, 9)
-    masks.widen(-1, 0)
+    masks.set_widths(-1, 0)
     out = masks.train()(spec)
     floored = (out < 0.5)[:, :, 1:, 1:]  # masked, the floor's own corner left out
     whole_bands = floored.all(dim=3).squeeze(1)  # (clips, bins): a band masked over all frames
     assert torch.equal(floored, whole_bands[:, None, :, None].expand_as(floored))  # no spans
     widest = int(whole_bands.sum(dim=1).max())
     assert 2 * 8 < widest <= 2 * 16  # two masks, each up to the new width
-    masks.widen(0, 20)
+    masks.set_widths(0, 20)
     out = masks(spec)
     floored = (out < 0.5)[:, :, 1:, 1:]
     whole_spans = floored.all(dim=2).squeeze(1)  # (clips, frames)

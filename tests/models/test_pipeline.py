@@ -149,6 +149,15 @@ def test_equaliser_reverb_mixstyle_pitch_warp_and_tempo_train_and_are_recorded(t
     assert config["tempo"] == 1.5 and summary["preset"]["audio"]["max_tempo"] == 1.5
     assert config["head_dropout"] == 0.3
     assert config["freq_mask"] == 16 and config["time_mask"] == 0
+    from models.presets import DIGITS
+    from models.training.config import TrainConfig
+    from models.training.loop import Trainer
+
+    masks = Trainer(TrainConfig(**config), progress=False).model.audio.spec_augment
+    assert (masks.freq_width, masks.time_width) == (16, 0)
+    defaults = Trainer(TrainConfig(corpus=config["corpus"], out=str(tmp_path / "d")),
+                       progress=False).model.audio.spec_augment
+    assert (defaults.freq_width, defaults.time_width) == DIGITS.audio.mask_widths == (8, 9)
 
 
 def test_clusters_start_after_a_quarter_resume_exactly_and_are_recorded(tiny_corpus, tmp_path):
