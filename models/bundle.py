@@ -117,6 +117,9 @@ class ModelInfo(BaseModel):
     localization: LocalizationInfo
     ave_head: dict[str, list[float]] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
+    # An ensemble bundle (avsearch export RUN RUN ...): each member run's training record, in
+    # the order the graphs join their outputs; empty for a bundle of one run.
+    members: list[dict[str, Any]] = Field(default_factory=list)
     metrics: dict[str, Any] = Field(default_factory=dict)
     parity: dict[str, float] = Field(default_factory=dict)
     centring: CentringInfo | None = None

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,32 @@ class AudioGraph(nn.Module):
         return F.normalize(pooled, dim=1)
 
 
+class JoinedGraph(nn.Module):
+    """Several members' graphs of one kind (image or audio, each from a run of one preset) as
+    one graph: each output is the members' outputs joined along the last axis, divided by the
+    square root of their number.
+
+    Every output of a member is L2-normalised along that axis (the embedding, each location of
+    the grid, the audio features), so a joined output is unit length too, and the inner product
+    of two joined vectors is the mean of the members' inner products: the ensemble's cosine is
+    the mean of its members' cosines, and every index, search and heat map reads it as it reads
+    one model's (docs/benchmarks.md, "An ensemble bundle").
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble joins at least two members")
+        self.members = nn.ModuleList(members)
+        self.weight = 1.0 / math.sqrt(len(members))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        outputs = [member(inputs) for member in self.members]
+        if isinstance(outputs[0], torch.Tensor):
+            return torch.cat(outputs, dim=-1) * self.weight
+        return tuple(torch.cat(parts, dim=-1) * self.weight for parts in zip(*outputs, strict=True))
+
+
 def features_projection(width: int, size: int, seed: int = 0) -> torch.Tensor | None:
     """A fixed (width, size) matrix with orthonormal columns (or rows, when the trunk is
     narrower than the embedding), the same for every export of a preset; None where the
@@ -260,79 +287,109 @@ def parity(graph: nn.Module, path: Path, inputs: np.ndarray, input_name: str) ->
     return max(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got, strict=True))
 
 
-def write_graphs(image_graph: ImageGraph, audio_graph: AudioGraph, folder: Path,
-                 images: np.ndarray, waves: np.ndarray) -> dict[str, float]:
+def write_graphs(image_graph: nn.Module, audio_graph: nn.Module, audio_names: list[str],
+                 folder: Path, images: np.ndarray, waves: np.ndarray) -> dict[str, float]:
     """Export both graphs into ``folder``; their parity with torch on ``images``/``waves``."""
     _export(image_graph, torch.from_numpy(images[:2]), folder / IMAGE_ONNX, "image",
             ["embedding", "grid"])
-    _export(audio_graph, torch.from_numpy(waves[:2]), folder / AUDIO_ONNX, "audio",
-            audio_outputs(audio_graph))
+    _export(audio_graph, torch.from_numpy(waves[:2]), folder / AUDIO_ONNX, "audio", audio_names)
     return {
         "image_max_abs": parity(image_graph, folder / IMAGE_ONNX, images, "image"),
         "audio_max_abs": parity(audio_graph, folder / AUDIO_ONNX, waves, "audio"),
     }
 
 
-def audio_outputs(graph: AudioGraph) -> list[str]:
-    return ["embedding", "features"] if graph.with_features else ["embedding"]
+def audio_outputs(with_features: bool) -> list[str]:
+    return ["embedding", "features"] if with_features else ["embedding"]
+
+
+def load_members(run_dirs: Sequence[Path]) -> list[tuple[AVModel, dict]]:
+    """Each run's model and checkpoint state; the runs of an ensemble must share a preset (the
+    same inputs, grid and embedding size) and be different runs."""
+    if not run_dirs:
+        raise BundleError("no training run to export")
+    if len({run.resolve() for run in run_dirs}) != len(run_dirs):
+        raise BundleError("a run is given twice: an ensemble's members are different runs")
+    members = [load_checkpoint(run) for run in run_dirs]
+    first = members[0][0].preset.to_json()
+    for run, (model, _) in zip(run_dirs[1:], members[1:], strict=True):
+        if model.preset.to_json() != first:
+            raise BundleError(f"{run} was trained with another preset than {run_dirs[0]} "
+                              "(inputs, towers or embedding size): an ensemble's runs must "
+                              "share one")
+    return members
 
 
 def export_bundle(
-    run_dir: str | Path, out_dir: str | Path, images: np.ndarray, waves: np.ndarray,
-    extra: dict | None = None, speeds: tuple[float, ...] = DEFAULT_SPEEDS,
+    run_dir: str | Path | Sequence[str | Path], out_dir: str | Path, images: np.ndarray,
+    waves: np.ndarray, extra: dict | None = None, speeds: tuple[float, ...] = DEFAULT_SPEEDS,
     centring: Centring | None = None, tempo_s: float | None = None, features: bool = True,
 ) -> ModelInfo:
     """Write the bundle to ``out_dir`` (atomically) and check parity on ``images``/``waves``.
+    ``run_dir``: one training run, or several of one preset for an ensemble bundle (see
+    :class:`JoinedGraph`: an embedding of that many times the size, that many times the
+    compute);
     ``speeds``: the audio graph's ensemble over playback speeds (see :class:`AudioGraph`);
     ``centring``: training items whose mean embeddings the graphs subtract (see :func:`centred`);
     ``tempo_s``: the heard duration every sound is stretched to (see :mod:`models.nn.tempo`);
     ``features``: whether the audio graph also gives the tower's own features (see
     :class:`AudioGraph`; without them a bundle is as those made before they existed).
     """
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    model, state = load_checkpoint(run_dir)
+    runs = [Path(run_dir)] if isinstance(run_dir, str | Path) else [Path(r) for r in run_dir]
+    out_dir = Path(out_dir)
+    members = load_members(runs)
+    model, state = members[0]
     preset = model.preset
     staging = out_dir.with_name(out_dir.name + ".tmp-export")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    image_graph = ImageGraph(model.image).eval()
-    audio_graph = AudioGraph(model.audio, preset.audio, speeds, tempo_s=tempo_s,
-                             with_features=features).eval()
+    image_graphs = [ImageGraph(member.image).eval() for member, _ in members]
+    audio_graphs = [AudioGraph(member.audio, preset.audio, speeds, tempo_s=tempo_s,
+                               with_features=features).eval() for member, _ in members]
+    image_graph = image_graphs[0] if len(members) == 1 else JoinedGraph(image_graphs).eval()
+    audio_graph = audio_graphs[0] if len(members) == 1 else JoinedGraph(audio_graphs).eval()
+    audio_names = audio_outputs(features)
     centring_info = None
     if centring is not None:
-        image_graph.centre = mean_embedding(image_graph, centring.batches(centring.frames))
-        audio_graph.centre = mean_embedding(audio_graph, centring.batches(centring.waves))
+        for graph in image_graphs:
+            graph.centre = mean_embedding(graph, centring.batches(centring.frames))
+        for graph in audio_graphs:
+            graph.centre = mean_embedding(graph, centring.batches(centring.waves))
         centring_info = CentringInfo(corpus=centring.corpus, split=centring.split,
                                      images=centring.count, sounds=centring.count)
-    differences = write_graphs(image_graph, audio_graph, staging, images, waves)
+    differences = write_graphs(image_graph, audio_graph, audio_names, staging, images, waves)
     if max(differences.values()) > PARITY_TOLERANCE and centring_info is not None:
         # A barely trained model puts every item in a cone so narrow that centring magnifies
         # float rounding past the tolerance: such a model is exported as trained.
         log.warning("the training items' embeddings are nearly all alike (a model this little "
                     "trained): exported without centring")
-        image_graph.centre = audio_graph.centre = centring_info = None
-        differences = write_graphs(image_graph, audio_graph, staging, images, waves)
+        for graph in (*image_graphs, *audio_graphs):
+            graph.centre = None
+        centring_info = None
+        differences = write_graphs(image_graph, audio_graph, audio_names, staging, images, waves)
     worst = max(differences.values())
     if worst > PARITY_TOLERANCE:
         shutil.rmtree(staging)
         raise BundleError(f"ONNX Runtime differs from torch by {worst:.2e} "
                           f"(> {PARITY_TOLERANCE:.0e}): the export is not faithful")
     history = state.get("history", [])
+    embed_dim = preset.embed_dim * len(members)
+    records = [training_record(member_state, extra) for _, member_state in members]
     info = ModelInfo(
         preset=preset.to_json(),
-        embed_dim=preset.embed_dim,
+        embed_dim=embed_dim,
         image=ImageGraphInfo(size=preset.image_size, grid=preset.grid_size),
         audio=AudioGraphInfo(sample_rate=preset.audio.sample_rate,
                              samples=preset.audio.num_samples, speeds=list(speeds),
-                             tempo_s=tempo_s, outputs=audio_outputs(audio_graph),
-                             features_dim=preset.embed_dim if features else None),
-        localization=LocalizationInfo(scale=model.avol.scale.item(), bias=model.avol.bias.item()),
-        ave_head={"weight": model.ave.fc.weight.flatten().tolist(),
-                  "bias": model.ave.fc.bias.tolist()},
-        training={**state["config"], "steps_done": state["step"], **state.get("data", {}),
-                  **(extra or {})},
+                             tempo_s=tempo_s, outputs=audio_names,
+                             features_dim=embed_dim if features else None),
+        localization=mean_localization([member for member, _ in members]),
+        ave_head=mean_ave_head([member for member, _ in members]),
+        training=records[0],
+        members=records if len(members) > 1 else [],
+        # One run's held-out metrics during training; an ensemble's are for `avsearch eval`.
         metrics={k: v for k, v in (history[-1] if history else {}).items()
-                 if k in ("ndcg30", "localization")},
+                 if k in ("ndcg30", "localization") and len(members) == 1},
         parity={**differences, "inputs": len(images)},
         centring=centring_info,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -343,6 +400,26 @@ def export_bundle(
         shutil.rmtree(out_dir)
     staging.rename(out_dir)
     return info
+
+
+def training_record(state: dict, extra: dict | None) -> dict:
+    """What model.json's ``training`` says of one run: its options, steps and data."""
+    return {**state["config"], "steps_done": state["step"], **state.get("data", {}),
+            **(extra or {})}
+
+
+def mean_localization(models: Sequence[AVModel]) -> LocalizationInfo:
+    """AVOL-Net's calibration for joined outputs: the members' mean scale and bias, so that a
+    location's logit is the mean of the members' logits where their scales agree (the joined
+    grid and sound give the mean of the members' inner products; see :class:`JoinedGraph`)."""
+    return LocalizationInfo(scale=float(np.mean([m.avol.scale.item() for m in models])),
+                            bias=float(np.mean([m.avol.bias.item() for m in models])))
+
+
+def mean_ave_head(models: Sequence[AVModel]) -> dict[str, list[float]]:
+    """AVE-Net's correspondence head, averaged over the members (one model's as it is)."""
+    return {"weight": np.mean([m.ave.fc.weight.flatten().tolist() for m in models], 0).tolist(),
+            "bias": np.mean([m.ave.fc.bias.tolist() for m in models], 0).tolist()}
 
 
 def keep_other_files(old: Path, new: Path) -> None:
