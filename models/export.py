@@ -346,6 +346,7 @@ def export_bundle(
     image_graphs = [ImageGraph(member.image).eval() for member, _ in members]
     audio_graphs = [AudioGraph(member.audio, preset.audio, speeds, tempo_s=tempo_s,
                                with_features=features).eval() for member, _ in members]
+    # One run's graphs go out as they are (no join): its bundle is as before ensembles existed.
     image_graph = image_graphs[0] if len(members) == 1 else JoinedGraph(image_graphs).eval()
     audio_graph = audio_graphs[0] if len(members) == 1 else JoinedGraph(audio_graphs).eval()
     audio_names = audio_outputs(features)
@@ -372,7 +373,6 @@ def export_bundle(
         shutil.rmtree(staging)
         raise BundleError(f"ONNX Runtime differs from torch by {worst:.2e} "
                           f"(> {PARITY_TOLERANCE:.0e}): the export is not faithful")
-    history = state.get("history", [])
     embed_dim = preset.embed_dim * len(members)
     records = [training_record(member_state, extra) for _, member_state in members]
     info = ModelInfo(
@@ -388,8 +388,7 @@ def export_bundle(
         training=records[0],
         members=records if len(members) > 1 else [],
         # One run's held-out metrics during training; an ensemble's are for `avsearch eval`.
-        metrics={k: v for k, v in (history[-1] if history else {}).items()
-                 if k in ("ndcg30", "localization") and len(members) == 1},
+        metrics=last_metrics(state) if len(members) == 1 else {},
         parity={**differences, "inputs": len(images)},
         centring=centring_info,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -406,6 +405,13 @@ def training_record(state: dict, extra: dict | None) -> dict:
     """What model.json's ``training`` says of one run: its options, steps and data."""
     return {**state["config"], "steps_done": state["step"], **state.get("data", {}),
             **(extra or {})}
+
+
+def last_metrics(state: dict) -> dict:
+    """The run's held-out nDCG@30 and localisation after its last evaluation ({} if none)."""
+    history = state.get("history", [])
+    return {k: v for k, v in (history[-1] if history else {}).items()
+            if k in ("ndcg30", "localization")}
 
 
 def mean_localization(models: Sequence[AVModel]) -> LocalizationInfo:
